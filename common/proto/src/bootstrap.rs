@@ -89,7 +89,8 @@ impl Machine for Bootstrapper {
             }
             None => {
                 let text = format!("id {id:?} is not in the bootstrapper's topology");
-                self.events.push_back(BootstrapperEvent::Unknown { id, from });
+                self.events
+                    .push_back(BootstrapperEvent::Unknown { id, from });
                 Message::BootError {
                     nonce,
                     code: BootErrorCode::UnknownId,
@@ -199,7 +200,9 @@ impl Machine for Joiner {
                 self.events
                     .push_back(JoinerEvent::Joined { addr, neighbours });
             }
-            Ok(Datagram::Control(Message::BootError { nonce, text, .. })) if nonce == self.nonce => {
+            Ok(Datagram::Control(Message::BootError { nonce, text, .. }))
+                if nonce == self.nonce =>
+            {
                 self.done = true;
                 self.events.push_back(JoinerEvent::Refused { reason: text });
             }
@@ -265,7 +268,10 @@ mod tests {
             "n1".into(),
             Entry {
                 addr: addr(3),
-                neighbours: vec![Neighbour { id: "s1".into(), addr: addr(2) }],
+                neighbours: vec![Neighbour {
+                    id: "s1".into(),
+                    addr: addr(2),
+                }],
             },
         );
         d
@@ -282,7 +288,10 @@ mod tests {
         // bootstrapper down: the request is lost; the next one comes after 250 ms, then 500 ms
         assert_eq!(j.poll_timeout(), Some(t + Duration::from_millis(250)));
         j.handle_timeout(t + Duration::from_millis(100));
-        assert!(j.poll_transmit().is_none(), "an early wake-up sends nothing");
+        assert!(
+            j.poll_transmit().is_none(),
+            "an early wake-up sends nothing"
+        );
         j.handle_timeout(t + Duration::from_millis(250));
         let second = j.poll_transmit().expect("retry");
         assert_eq!(first.payload, second.payload);
@@ -295,7 +304,10 @@ mod tests {
         let events: Vec<_> = std::iter::from_fn(|| j.poll_event()).collect();
         assert!(events.contains(&JoinerEvent::Joined {
             addr: addr(3),
-            neighbours: vec![Neighbour { id: "s1".into(), addr: addr(2) }],
+            neighbours: vec![Neighbour {
+                id: "s1".into(),
+                addr: addr(2)
+            }],
         }));
         assert_eq!(j.poll_timeout(), None);
     }

@@ -8,7 +8,7 @@
 //! watch at the new one.
 
 use crate::machine::{Machine, Transmit};
-use crate::reliable::{Channel, ReliableConfig, Receive};
+use crate::reliable::{Channel, Receive, ReliableConfig};
 use crate::rng::Rng;
 use crate::rtt::RttEstimator;
 use crate::stats::{ViewerReport, ViewerStats};
@@ -308,9 +308,9 @@ impl Client {
         let target = match self.selected {
             None => {
                 let all_answered = self.pops.iter().all(|p| p.last_reply.is_some());
-                let waited = self
-                    .start
-                    .is_some_and(|s| now.saturating_duration_since(s) >= self.config.first_choice_wait);
+                let waited = self.start.is_some_and(|s| {
+                    now.saturating_duration_since(s) >= self.config.first_choice_wait
+                });
                 if !(all_answered || waited) {
                     return;
                 }
@@ -518,7 +518,9 @@ impl Machine for Client {
                 if let Some(w) = self.watches.get_mut(&name) {
                     w.stats.finish(now);
                     w.stream = None;
-                    if let Some(p) = w.pop.and_then(|a| self.pops.iter_mut().find(|p| p.addr == a))
+                    if let Some(p) = w
+                        .pop
+                        .and_then(|a| self.pops.iter_mut().find(|p| p.addr == a))
                     {
                         p.channel.send(now, Message::Unwatch { name: name.clone() });
                     }
@@ -552,7 +554,10 @@ impl Machine for Client {
         let due: Vec<String> = self
             .watches
             .iter()
-            .filter(|(_, w)| w.last_sent.is_none_or(|t| now.saturating_duration_since(t) >= refresh))
+            .filter(|(_, w)| {
+                w.last_sent
+                    .is_none_or(|t| now.saturating_duration_since(t) >= refresh)
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for n in due {
@@ -579,7 +584,11 @@ impl Machine for Client {
             (None, Some(s)) => Some(s + self.config.first_choice_wait),
             _ => None,
         };
-        let channels = self.pops.iter().filter_map(|p| p.channel.next_timeout()).min();
+        let channels = self
+            .pops
+            .iter()
+            .filter_map(|p| p.channel.next_timeout())
+            .min();
         [self.next_probe, refresh, first_choice, channels]
             .into_iter()
             .flatten()

@@ -28,7 +28,7 @@ mod route;
 pub use route::{Candidate, Epoch, Route, RouteState, SeqWindow};
 
 use crate::machine::{Machine, Transmit};
-use crate::reliable::{Channel, ReliableConfig, Receive};
+use crate::reliable::{Channel, Receive, ReliableConfig};
 use crate::rng::Rng;
 use crate::wire::{
     self, Announce, CHANNELS_FIXED_LEN, ChannelInfo, Datagram, MAX_MEDIA_PAYLOAD, Message,
@@ -362,11 +362,7 @@ impl Node {
                     hops: r.cost().map(|c| c.1),
                     downstream: r.downstream.keys().map(name_of).collect(),
                     media_in: r.media_in,
-                    media_out: r
-                        .media_out
-                        .iter()
-                        .map(|(a, n)| (name_of(a), *n))
-                        .collect(),
+                    media_out: r.media_out.iter().map(|(a, n)| (name_of(a), *n)).collect(),
                     duplicates: r.duplicates,
                 })
                 .collect(),
@@ -466,13 +462,15 @@ impl Node {
         for (addr, id) in wanted {
             let session = self.session;
             let reliable = self.config.reliable.clone();
-            self.neighbours.entry(addr).or_insert_with(|| NeighbourState {
-                id,
-                channel: Channel::new(addr, session, reliable),
-                up: false,
-                last_heard: None,
-                traffic: Traffic::default(),
-            });
+            self.neighbours
+                .entry(addr)
+                .or_insert_with(|| NeighbourState {
+                    id,
+                    channel: Channel::new(addr, session, reliable),
+                    up: false,
+                    last_heard: None,
+                    traffic: Traffic::default(),
+                });
         }
         self.next_ping = Some(now);
     }
@@ -514,7 +512,8 @@ impl Node {
         n.up = false;
         n.channel.abandon();
         let id = n.id.clone();
-        self.events.push_back(NodeEvent::NeighbourDown { id, reason });
+        self.events
+            .push_back(NodeEvent::NeighbourDown { id, reason });
         let streams: Vec<u32> = self.routes.keys().copied().collect();
         for s in streams {
             let Some(r) = self.routes.get_mut(&s) else {
@@ -1103,8 +1102,11 @@ impl Node {
         if self.next_announce.is_some_and(|t| now >= t) {
             let targets = self.up_neighbours();
             self.originate_round_to(now, &targets, true);
-            let jitter = self.rng.below(self.config.announce_interval.as_micros() as u64 / 10 + 1);
-            self.next_announce = Some(now + self.config.announce_interval + Duration::from_micros(jitter));
+            let jitter = self
+                .rng
+                .below(self.config.announce_interval.as_micros() as u64 / 10 + 1);
+            self.next_announce =
+                Some(now + self.config.announce_interval + Duration::from_micros(jitter));
         }
         // Routes: expiry of offers and downstreams, settling, join refresh.
         let streams: Vec<u32> = self.routes.keys().copied().collect();
@@ -1139,8 +1141,7 @@ impl Node {
             if r.state() == RouteState::Active
                 && !r.local
                 && let Some(up) = r.upstream
-                && r
-                    .last_join
+                && r.last_join
                     .is_none_or(|j| now.saturating_duration_since(j) >= self.config.join_refresh)
             {
                 r.last_join = Some(now);
@@ -1148,9 +1149,8 @@ impl Node {
             }
         }
         // Forget streams nobody offers, nobody uses, and we do not originate.
-        self.routes.retain(|_, r| {
-            r.local || !r.candidates.is_empty() || !r.downstream.is_empty()
-        });
+        self.routes
+            .retain(|_, r| r.local || !r.candidates.is_empty() || !r.downstream.is_empty());
         // Client watches expire unless refreshed; idle clients are forgotten.
         let mut left = Vec::new();
         for (addr, c) in &mut self.clients {

@@ -269,9 +269,7 @@ impl Channel {
                 p.retries += 1;
                 self.stats.retransmitted += 1;
             }
-            let backoff = rto
-                .saturating_mul(1u32 << p.retries.min(16))
-                .min(MAX_RTO);
+            let backoff = rto.saturating_mul(1u32 << p.retries.min(16)).min(MAX_RTO);
             p.due = now + backoff;
             out.push_back(Transmit {
                 dst: self.peer,

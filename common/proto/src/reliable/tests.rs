@@ -52,9 +52,8 @@ impl Pair {
                 if self.rng.chance(self.loss) {
                     continue;
                 }
-                let delay = Duration::from_micros(
-                    500 + self.rng.below(self.max_delay_ms.max(1) * 1000),
-                );
+                let delay =
+                    Duration::from_micros(500 + self.rng.below(self.max_delay_ms.max(1) * 1000));
                 self.wire.push((self.now + delay, to_b, t.payload.clone()));
             }
         }
@@ -175,7 +174,12 @@ fn a_new_peer_session_is_reported_once_and_resets_dedup() {
             peer_restarted: true
         }
     );
-    assert_eq!(c.on_reliable(51, 1), Receive::Deliver { peer_restarted: false });
+    assert_eq!(
+        c.on_reliable(51, 1),
+        Receive::Deliver {
+            peer_restarted: false
+        }
+    );
     assert_eq!(c.stats().peer_restarts, 1);
 }
 

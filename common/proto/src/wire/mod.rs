@@ -58,7 +58,6 @@ mod buf;
 use buf::{Put, Reader};
 use std::net::SocketAddr;
 
-
 /// First two bytes of every meshcast datagram.
 pub const MAGIC: [u8; 2] = [0x4D, 0x43];
 /// The wire version this code speaks.
@@ -298,7 +297,11 @@ pub enum Message {
     /// Client → PoP RTT probe.
     Probe { nonce: u32, t_us: u64 },
     /// PoP → client answer to a probe.
-    ProbeReply { nonce: u32, t_us: u64, channels: u16 },
+    ProbeReply {
+        nonce: u32,
+        t_us: u64,
+        channels: u16,
+    },
     /// Client → PoP: send me the channel list.
     ListChannels { request: u32 },
     /// PoP → client: one part of the channel list.
@@ -390,7 +393,10 @@ pub fn split_channels(fixed: usize, channels: &[ChannelInfo]) -> Vec<Vec<Channel
             parts.push(Vec::new());
             used = 0;
         }
-        parts.last_mut().expect("parts is never empty").push(c.clone());
+        parts
+            .last_mut()
+            .expect("parts is never empty")
+            .push(c.clone());
         used += len;
     }
     parts

@@ -198,7 +198,10 @@ fn largest_media_datagram_fits_an_ethernet_mtu() {
 
 #[test]
 fn foreign_and_future_datagrams_are_rejected_by_reason() {
-    assert_eq!(Datagram::decode(b"GET / HTTP/1.1"), Err(DecodeError::BadMagic));
+    assert_eq!(
+        Datagram::decode(b"GET / HTTP/1.1"),
+        Err(DecodeError::BadMagic)
+    );
     assert_eq!(
         Datagram::decode(&hex("4d43 02 01 00 00")),
         Err(DecodeError::UnsupportedVersion(2))
@@ -264,7 +267,11 @@ fn split_channels_keeps_every_part_under_the_datagram_limit() {
         };
         let bytes = Datagram::Control(Message::Announce(a.clone())).encode();
         assert_eq!(bytes.len(), a.encoded_len());
-        assert!(bytes.len() <= MAX_DATAGRAM, "part {i} is {} bytes", bytes.len());
+        assert!(
+            bytes.len() <= MAX_DATAGRAM,
+            "part {i} is {} bytes",
+            bytes.len()
+        );
     }
 }
 
@@ -304,8 +311,7 @@ fn arb_channel() -> impl Strategy<Value = ChannelInfo> {
 }
 
 fn arb_message() -> impl Strategy<Value = Message> {
-    let addr = (any::<[u8; 4]>(), any::<u16>())
-        .prop_map(|(ip, port)| SocketAddr::from((ip, port)));
+    let addr = (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::from((ip, port)));
     prop_oneof![
         any::<u64>().prop_map(|t_us| Message::Ping { t_us }),
         any::<u64>().prop_map(|t_us| Message::Pong { t_us }),

@@ -1,0 +1,16 @@
+//! Logging set-up shared by the binaries: human-readable lines on stderr, filtered by
+//! `MESHCAST_LOG` (or `RUST_LOG`), default `info`.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the subscriber; `role` and `id` prefix every line so interleaved logs stay legible.
+pub fn init(default: &str) {
+    let filter = std::env::var("MESHCAST_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| default.to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
