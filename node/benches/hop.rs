@@ -176,7 +176,9 @@ fn scenario(via_relay: bool) -> (Vec<Duration>, Option<f64>) {
         });
         // Viewer.
         let pop = if via_relay { r_addr } else { s_addr };
-        let mut client = Client::new(ClientConfig::new(vec![pop], 3));
+        let mut config = ClientConfig::new(vec![pop], 3);
+        config.start_at_keyframe = false; // synthetic TS without keyframes
+        let mut client = Client::new(config);
         let (ctx, crx) = mpsc::channel(4);
         ctx.send(ClientCommand::Watch("bench".into()))
             .await

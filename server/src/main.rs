@@ -48,6 +48,12 @@ struct Args {
     /// Audio bitrate in kbit/s.
     #[arg(long, default_value_t = 128)]
     audio_kbps: u32,
+    /// Size of the generated test pattern (served when the directory has no video), WxH.
+    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
+    pattern_size: (u16, u16),
+    /// Frame rate of the generated test pattern.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
+    pattern_fps: u32,
     /// Path of the ffmpeg binary.
     #[arg(long, default_value = "ffmpeg")]
     ffmpeg: PathBuf,
@@ -90,6 +96,21 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Parses `WxH` with even dimensions (H.264 with 4:2:0 chroma needs them).
+fn parse_size(s: &str) -> Result<(u16, u16), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s:?}: expected WIDTHxHEIGHT, e.g. 1280x720"))?;
+    let w: u16 = w.parse().map_err(|_| format!("{s:?}: bad width"))?;
+    let h: u16 = h.parse().map_err(|_| format!("{s:?}: bad height"))?;
+    if w < 16 || h < 16 || w % 2 == 1 || h % 2 == 1 {
+        return Err(format!(
+            "{s:?}: width and height must be even and at least 16"
+        ));
+    }
+    Ok((w, h))
+}
+
 fn settings(args: &Args) -> EncodeSettings {
     EncodeSettings {
         ffmpeg: args.ffmpeg.clone(),
@@ -97,6 +118,10 @@ fn settings(args: &Args) -> EncodeSettings {
         preset: args.preset.clone(),
         video_bitrate_kbps: args.video_kbps,
         audio_bitrate_kbps: args.audio_kbps,
+        width: args.pattern_size.0,
+        height: args.pattern_size.1,
+        fps: args.pattern_fps,
+        gop_frames: args.pattern_fps * 2,
         ..EncodeSettings::default()
     }
 }

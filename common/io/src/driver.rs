@@ -84,7 +84,7 @@ where
     machine.handle_timeout(Instant::now());
     loop {
         if drain(machine, socket, hooks, &mut stats).await == Flow::Stop {
-            return stats;
+            return finish(machine, socket, hooks, stats).await;
         }
         let deadline = [machine.poll_timeout(), next_tick]
             .into_iter()
@@ -98,7 +98,7 @@ where
         };
         tokio::select! {
             biased;
-            _ = shutdown.wait() => return stats,
+            _ = shutdown.wait() => return finish(machine, socket, hooks, stats).await,
             r = socket.recv_from(&mut buf) => {
                 match r {
                     Ok((n, from)) => {
@@ -137,12 +137,23 @@ where
                 {
                     next_tick = Some(now + interval);
                     if hooks.on_tick(machine, now) == Flow::Stop {
-                        return stats;
+                        return finish(machine, socket, hooks, stats).await;
                     }
                 }
             }
         }
     }
+}
+
+/// Sends what the machine queued last (a hook's final unwatch or leave) before returning.
+async fn finish<M: Machine, H: Hooks<M>>(
+    machine: &mut M,
+    socket: &UdpSocket,
+    hooks: &mut H,
+    mut stats: DriverStats,
+) -> DriverStats {
+    let _ = drain(machine, socket, hooks, &mut stats).await;
+    stats
 }
 
 async fn drain<M: Machine, H: Hooks<M>>(

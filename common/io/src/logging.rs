@@ -3,7 +3,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the subscriber; `role` and `id` prefix every line so interleaved logs stay legible.
+/// Installs the subscriber with `default` as the filter when neither variable is set.
 pub fn init(default: &str) {
     let filter = std::env::var("MESHCAST_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))

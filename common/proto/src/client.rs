@@ -12,6 +12,7 @@ use crate::reliable::{Channel, Receive, ReliableConfig};
 use crate::rng::Rng;
 use crate::rtt::RttEstimator;
 use crate::stats::{ViewerReport, ViewerStats};
+use crate::ts::KeyframeGate;
 use crate::wire::{self, ChannelInfo, Datagram, Message, WatchStatus};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -42,6 +43,9 @@ pub struct ClientConfig {
     pub stall_threshold: Duration,
     /// Reliable channel tuning.
     pub reliable: ReliableConfig,
+    /// Hold media back until the first video keyframe, so recordings and players start
+    /// decodable. Off only for streams that are not audio/video (benchmarks).
+    pub start_at_keyframe: bool,
 }
 
 impl ClientConfig {
@@ -59,6 +63,7 @@ impl ClientConfig {
             switch_rounds: 4,
             stall_threshold: Duration::from_millis(200),
             reliable: ReliableConfig::default(),
+            start_at_keyframe: true,
         }
     }
 }
@@ -94,7 +99,8 @@ pub enum ClientEvent {
     },
     /// No source offers that channel.
     NoSuchChannel { channel: String },
-    /// One media datagram's TS payload for a watched channel.
+    /// TS packets of a watched channel, from its first keyframe on (see
+    /// [`ClientConfig::start_at_keyframe`]); statistics count everything that arrived.
     Media {
         channel: String,
         seq: u64,
@@ -125,6 +131,7 @@ struct Watch {
     pop: Option<SocketAddr>,
     last_sent: Option<Instant>,
     stats: ViewerStats,
+    gate: KeyframeGate,
 }
 
 /// A PoP as the GUI shows it.
@@ -152,6 +159,8 @@ pub struct Client {
     selected: Option<usize>,
     better_streak: u32,
     watches: BTreeMap<String, Watch>,
+    /// Reports of stopped watches, until the channel is watched again.
+    stopped: BTreeMap<String, ViewerReport>,
     catalogue: Vec<ChannelInfo>,
     pending_parts: BTreeMap<u32, BTreeMap<u8, Vec<ChannelInfo>>>,
     list_request: u32,
@@ -186,6 +195,7 @@ impl Client {
             selected: None,
             better_streak: 0,
             watches: BTreeMap::new(),
+            stopped: BTreeMap::new(),
             catalogue: Vec::new(),
             pending_parts: BTreeMap::new(),
             list_request: 0,
@@ -229,11 +239,14 @@ impl Client {
 
     /// The KPI report of a watch (also after [`ClientCommand::Stop`] until it is replaced).
     pub fn report(&self, channel: &str) -> Option<ViewerReport> {
-        self.watches.get(channel).map(|w| {
-            let mut r = w.stats.report();
-            r.pop = w.pop.map(|p| p.to_string());
-            r
-        })
+        self.watches
+            .get(channel)
+            .map(|w| {
+                let mut r = w.stats.report();
+                r.pop = w.pop.map(|p| p.to_string());
+                r
+            })
+            .or_else(|| self.stopped.get(channel).cloned())
     }
 
     /// Ends the measurement of a watch at `now` (trailing stall accounting).
@@ -468,11 +481,14 @@ impl Machine for Client {
                 .find(|(_, w)| w.stream == Some(stream))
             {
                 w.stats.on_media(now, seq, payload);
-                self.events.push_back(ClientEvent::Media {
-                    channel: name.clone(),
-                    seq,
-                    payload: payload.to_vec(),
-                });
+                let admitted = w.gate.admit(payload);
+                if !admitted.is_empty() {
+                    self.events.push_back(ClientEvent::Media {
+                        channel: name.clone(),
+                        seq,
+                        payload: admitted.to_vec(),
+                    });
+                }
             }
             return;
         }
@@ -500,6 +516,7 @@ impl Machine for Client {
         self.init(now);
         match command {
             ClientCommand::Watch(name) => {
+                self.stopped.remove(&name);
                 let mut stats = ViewerStats::new(self.config.stall_threshold);
                 stats.on_watch_requested(now);
                 self.watches.insert(
@@ -510,6 +527,11 @@ impl Machine for Client {
                         pop: None,
                         last_sent: None,
                         stats,
+                        gate: if self.config.start_at_keyframe {
+                            KeyframeGate::new()
+                        } else {
+                            KeyframeGate::opened()
+                        },
                     },
                 );
                 self.send_watch(now, &name);
@@ -524,6 +546,9 @@ impl Machine for Client {
                     {
                         p.channel.send(now, Message::Unwatch { name: name.clone() });
                     }
+                }
+                if let Some(report) = self.report(&name) {
+                    self.stopped.insert(name.clone(), report);
                 }
                 self.watches.remove(&name);
             }

@@ -17,7 +17,7 @@ pub struct Transmit {
 /// # Calling contract
 ///
 /// * Feed it inputs with the `handle_*` methods, passing the current time.
-/// * After **every** `handle_*` call, drain [`Machine::poll_transmit`] and
+/// * After every `handle_*` call (or a batch of datagrams), drain [`Machine::poll_transmit`] and
 ///   [`Machine::poll_event`] until they return `None`, then ask [`Machine::poll_timeout`] when
 ///   to call [`Machine::handle_timeout`] next.
 /// * Calling `handle_timeout` early or twice is harmless: timers that are not due do nothing.

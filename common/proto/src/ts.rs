@@ -897,3 +897,93 @@ mod tests {
         }
     }
 }
+
+/// Whether `p` starts a video access unit that a decoder can start from: the adaptation field's
+/// random-access indicator is set and the payload begins a PES packet of a video stream
+/// (stream id `0xE0..=0xEF`). FFmpeg's MPEG-TS muxer marks H.264 keyframes this way.
+pub fn is_video_random_access(p: &TsPacket<'_>) -> bool {
+    let payload = p.payload();
+    p.random_access_indicator()
+        && p.payload_unit_start()
+        && payload.len() >= 4
+        && payload[..3] == [0, 0, 1]
+        && payload[3] & 0xF0 == 0xE0
+}
+
+/// Holds back a live stream until its first video random-access point, so that what a viewer
+/// records or plays starts with a decodable keyframe instead of the middle of a GOP.
+#[derive(Debug, Clone, Default)]
+pub struct KeyframeGate {
+    open: bool,
+}
+
+impl KeyframeGate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A gate that lets everything through (for streams that are not audio/video TS).
+    pub fn opened() -> Self {
+        Self { open: true }
+    }
+
+    /// Whether the first keyframe has passed.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// The part of `chunk` (whole TS packets) to pass on: nothing before the first video
+    /// random-access packet, everything from it on.
+    pub fn admit<'a>(&mut self, chunk: &'a [u8]) -> &'a [u8] {
+        if self.open {
+            return chunk;
+        }
+        for (i, slot) in chunk.chunks(TS_PACKET_LEN).enumerate() {
+            if TsPacket::parse(slot).is_some_and(|p| is_video_random_access(&p)) {
+                self.open = true;
+                return &chunk[i * TS_PACKET_LEN..];
+            }
+        }
+        &[]
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+
+    fn packet(rap: bool, video_pes: bool) -> [u8; TS_PACKET_LEN] {
+        let mut p = [0xFFu8; TS_PACKET_LEN];
+        p[0] = TS_SYNC;
+        p[1] = 0x41; // PUSI, PID 0x100
+        p[2] = 0x00;
+        p[3] = 0x30; // adaptation field + payload
+        p[4] = 1; // adaptation field length
+        p[5] = if rap { 0x40 } else { 0x00 };
+        p[6..10].copy_from_slice(&[0, 0, 1, if video_pes { 0xE0 } else { 0xC0 }]);
+        p
+    }
+
+    #[test]
+    fn the_gate_opens_at_the_first_video_keyframe_and_stays_open() {
+        let mut g = KeyframeGate::new();
+        let not_yet = [packet(false, true), packet(true, false)].concat();
+        assert!(
+            g.admit(&not_yet).is_empty(),
+            "no keyframe, no audio RAP counts"
+        );
+        let chunk = [packet(false, true), packet(true, true), packet(false, true)].concat();
+        assert_eq!(g.admit(&chunk), &chunk[TS_PACKET_LEN..]);
+        assert!(g.is_open());
+        assert_eq!(g.admit(&not_yet), &not_yet[..]);
+    }
+
+    #[test]
+    fn garbage_never_opens_the_gate_nor_panics() {
+        let mut g = KeyframeGate::new();
+        assert!(g.admit(&[0x47; 100]).is_empty());
+        assert!(g.admit(&[]).is_empty());
+        assert!(!g.is_open());
+    }
+}
