@@ -84,7 +84,7 @@ async fn publish(tx: mpsc::Sender<NodeCommand>, mut shutdown: Shutdown) {
             p[1] = 0x01; // PID high bits: 0x100
             p[2] = 0x00;
             p[3] = 0x10 | cc; // payload only
-            if i == 0 && chunk % 20 == 0 {
+            if i == 0 && chunk.is_multiple_of(20) {
                 // a video keyframe: PUSI, random-access indicator, video PES start code
                 p[1] |= 0x40;
                 p[3] = 0x30 | cc;

@@ -28,7 +28,7 @@
 //!   the supervisor is stopped or dropped, and on Linux also when the server
 //!   process dies (`PR_SET_PDEATHSIG`), so no orphaned encoder keeps running.
 //!
-//! [`check_installed`] verifies at start-up that FFmpeg exists and that the
+//! [`check_installed_at`] verifies at start-up that FFmpeg exists and that the
 //! H.264 encoder really encodes (a tiny test encode, not a look at the
 //! encoder list, which can advertise encoders that then fail at runtime).
 
@@ -67,10 +67,10 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// Number of stderr lines kept for the exit report.
 pub const STDERR_TAIL_LINES: usize = 20;
-/// Time limit of each step of [`check_installed`].
+/// Time limit of each step of [`check_installed_at`].
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The FFmpeg that [`check_installed`] found.
+/// The FFmpeg that [`check_installed_at`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FfmpegInfo {
     /// The binary that was run.
@@ -123,15 +123,15 @@ fn describe_location(path: &Path) -> String {
     }
 }
 
-/// Checks that `ffmpeg` (from `PATH`) runs and can really encode H.264 with
-/// libx264. Blocking (takes a few hundred milliseconds); call it before
-/// starting the runtime or through `spawn_blocking`.
+/// [`check_installed_at`] for `ffmpeg` from `PATH` and libx264.
 #[cfg(test)]
 pub fn check_installed() -> Result<FfmpegInfo, FfmpegMissing> {
     check_installed_at(Path::new("ffmpeg"), "libx264")
 }
 
-/// [`check_installed`] for an explicit binary and encoder.
+/// Checks that `ffmpeg` runs and can really encode with `encoder` (a test encode, not a look
+/// at the encoder list: a listed hardware encoder may fail at run time). Blocking (a few
+/// hundred milliseconds); call it before starting the runtime or through `spawn_blocking`.
 pub fn check_installed_at(ffmpeg: &Path, encoder: &str) -> Result<FfmpegInfo, FfmpegMissing> {
     let version_out = match run_with_timeout(ffmpeg, ["-hide_banner", "-version"]) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
