@@ -98,7 +98,7 @@ async fn serve(args: &Args, topology: &Topology) -> anyhow::Result<()> {
         dir.len(),
         args.topology.display()
     );
-    let mut machine = Bootstrapper::new(dir);
+    let mut machine = Bootstrapper::new(dir, args.topology.display().to_string());
     let (_trigger, shutdown) = meshcast_io::Shutdown::on_signals();
     let (_tx, rx) = tokio::sync::mpsc::channel(1);
     meshcast_io::run(&mut machine, &socket, rx, &mut Log, shutdown).await;

@@ -77,10 +77,33 @@ pub async fn bootstrap(
     meshcast_io::run(&mut joiner, &socket, rx, &mut wait, shutdown).await;
     match wait.0 {
         Some(Ok(x)) => Ok(x),
-        Some(Err(reason)) => {
-            bail!("the bootstrapper at {bootstrapper} refused id {id:?}: {reason}")
-        }
+        Some(Err(reason)) => Err(Refused(format!(
+            "the bootstrapper at {bootstrapper} refused: {reason}"
+        ))
+        .into()),
         None => bail!("interrupted before the bootstrapper at {bootstrapper} answered"),
+    }
+}
+
+/// The bootstrapper does not know our id: a configuration error (exit code 2), not a
+/// transient one.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Exit code for an error: 2 for configuration errors (an id the topology lacks), else 1.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Refused>().is_some() {
+        2
+    } else {
+        1
     }
 }
 

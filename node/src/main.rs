@@ -31,7 +31,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("meshcast-node: {e:#}");
-            std::process::ExitCode::from(1)
+            std::process::ExitCode::from(meshcast_node::exit_code(&e))
         }
     }
 }

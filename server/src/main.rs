@@ -91,7 +91,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("meshcast-server: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(meshcast_node::exit_code(&e))
         }
     }
 }

@@ -44,18 +44,36 @@ pub enum BootstrapperEvent {
 #[derive(Debug, Default)]
 pub struct Bootstrapper {
     directory: Directory,
+    /// Where the directory came from (a file name), for the answers to unknown ids.
+    source: String,
     transmits: VecDeque<Transmit>,
     events: VecDeque<BootstrapperEvent>,
     malformed: u64,
 }
 
 impl Bootstrapper {
-    /// A bootstrapper serving `directory`.
-    pub fn new(directory: Directory) -> Self {
+    /// A bootstrapper serving `directory`, read from `source` (named in error answers).
+    pub fn new(directory: Directory, source: impl Into<String>) -> Self {
         Self {
             directory,
+            source: source.into(),
             ..Self::default()
         }
+    }
+
+    /// The answer to an unknown id: where we looked and which ids exist, within 255 bytes.
+    fn unknown_text(&self, id: &str) -> String {
+        let mut text = format!("id {id:?} is not in {} (known ids:", self.source);
+        for (i, known) in self.directory.keys().enumerate() {
+            if text.len() + known.len() + 8 > 255 {
+                text.push_str(" …");
+                break;
+            }
+            text.push_str(if i == 0 { " " } else { ", " });
+            text.push_str(known);
+        }
+        text.push(')');
+        text
     }
 
     /// Datagrams dropped as malformed or unexpected.
@@ -88,7 +106,7 @@ impl Machine for Bootstrapper {
                 }
             }
             None => {
-                let text = format!("id {id:?} is not in the bootstrapper's topology");
+                let text = self.unknown_text(&id);
                 self.events
                     .push_back(BootstrapperEvent::Unknown { id, from });
                 Message::BootError {
@@ -281,7 +299,7 @@ mod tests {
     fn joiner_retries_with_backoff_until_the_bootstrapper_answers() {
         let t = t0();
         let mut j = Joiner::new("n1", addr(1), 5, t);
-        let mut b = Bootstrapper::new(directory());
+        let mut b = Bootstrapper::new(directory(), "t.toml");
         assert_eq!(j.poll_timeout(), Some(t));
         j.handle_timeout(t);
         let first = j.poll_transmit().expect("first request");
@@ -316,14 +334,16 @@ mod tests {
     fn unknown_id_is_refused_with_a_reason() {
         let t = t0();
         let mut j = Joiner::new("n9", addr(1), 5, t);
-        let mut b = Bootstrapper::new(directory());
+        let mut b = Bootstrapper::new(directory(), "t.toml");
         j.handle_timeout(t);
         let req = j.poll_transmit().expect("request");
         b.handle_datagram(t, addr(9), &req.payload);
         let reply = b.poll_transmit().expect("reply");
         j.handle_datagram(t, addr(1), &reply.payload);
         match j.poll_event() {
-            Some(JoinerEvent::Refused { reason }) => assert!(reason.contains("n9"), "{reason}"),
+            Some(JoinerEvent::Refused { reason }) => {
+                assert_eq!(reason, "id \"n9\" is not in t.toml (known ids: n1)");
+            }
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -346,7 +366,7 @@ mod tests {
 
     #[test]
     fn garbage_is_counted_not_answered() {
-        let mut b = Bootstrapper::new(directory());
+        let mut b = Bootstrapper::new(directory(), "t.toml");
         b.handle_datagram(t0(), addr(9), b"hello");
         assert!(b.poll_transmit().is_none());
         assert_eq!(b.malformed(), 1);

@@ -667,6 +667,14 @@ impl Node {
                 self.reselect(now, ch.stream, false);
             }
         }
+        // A neighbour that delivered every part of this round no longer offers the origin's
+        // channels the round left out: withdraw them now instead of waiting for expiry.
+        let complete = self.origins.get(&a.origin).is_some_and(|o| {
+            (0..a.parts).all(|p| o.senders.get(&p).is_some_and(|s| s.contains(&from)))
+        });
+        if complete {
+            self.withdraw_missing(now, from, &a.origin, epoch);
+        }
         if first_copy {
             let fwd = Announce {
                 cost_us: metric_us.min(u64::from(u32::MAX)) as u32,
@@ -686,6 +694,28 @@ impl Node {
                 if !skip.contains(&dst) {
                     self.send_announce(dst, fwd.clone());
                 }
+            }
+        }
+    }
+
+    /// Drops `from`'s offers of `origin`'s streams older than `epoch`: its complete round
+    /// `epoch` did not list them, so the origin stopped offering them.
+    fn withdraw_missing(&mut self, now: Instant, from: SocketAddr, origin: &str, epoch: Epoch) {
+        let stale: Vec<u32> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| {
+                r.origin == origin && r.candidates.get(&from).is_some_and(|c| c.epoch != epoch)
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        for s in stale {
+            let Some(r) = self.routes.get_mut(&s) else {
+                continue;
+            };
+            r.candidates.remove(&from);
+            if r.upstream == Some(from) {
+                self.reselect(now, s, true);
             }
         }
     }

@@ -413,3 +413,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_channel_left_out_of_a_complete_newer_round_is_withdrawn_at_once() {
+    let mut h = Harness::new();
+    let two = |seq: u32, names: &[&str]| {
+        Datagram::Control(Message::Announce(Announce {
+            origin: "src".into(),
+            incarnation: 9,
+            seq,
+            part: 0,
+            parts: 1,
+            cost_us: 100,
+            hops: 1,
+            channels: names.iter().map(|n| channel("src", n)).collect(),
+        }))
+        .encode()
+    };
+    h.recv(UP, &two(1, &["tv", "radio"]));
+    h.drain();
+    assert!(h.node.routes()[&stream_id("src", "radio")].reachable());
+    h.recv(UP, &two(2, &["tv"]));
+    h.drain();
+    // no offer is left for "radio": it is no longer reachable, and is forgotten at the next tick
+    assert!(
+        !h.node
+            .routes()
+            .get(&stream_id("src", "radio"))
+            .is_some_and(Route::reachable)
+    );
+    h.now += Duration::from_millis(60);
+    h.node.handle_timeout(h.now);
+    assert!(!h.node.routes().contains_key(&stream_id("src", "radio")));
+    assert!(h.node.routes()[&stream_id("src", "tv")].reachable());
+}
