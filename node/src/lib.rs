@@ -18,6 +18,23 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// The command-line arguments every overlay process (node or server) takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OverlayArgs {
+    /// This process's id in the topology file.
+    #[arg(long)]
+    pub id: String,
+    /// Address of the bootstrapper (IP:PORT).
+    #[arg(long)]
+    pub bootstrapper: SocketAddr,
+    /// Rewrite a JSON snapshot (links, routes, counters) to this file every second.
+    #[arg(long)]
+    pub stats: Option<PathBuf>,
+    /// Seed of session ids and jitter (default: from the clock and pid).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
 /// A seed from the process id and the wall clock: distinct per start, which is all session
 /// ids and incarnations need. (Tests and the simulator pass fixed seeds instead.)
 pub fn process_seed() -> u64 {

@@ -2,25 +2,13 @@
 
 use clap::Parser;
 use meshcast_proto::node::{Node, NodeCommand, NodeConfig};
-use std::net::SocketAddr;
-use std::path::PathBuf;
 
 /// Relay and point of presence of a meshcast overlay.
 #[derive(Debug, Parser)]
 #[command(name = "meshcast-node", version)]
 struct Args {
-    /// This node's id in the topology file.
-    #[arg(long)]
-    id: String,
-    /// Address of the bootstrapper (IP:PORT).
-    #[arg(long)]
-    bootstrapper: SocketAddr,
-    /// Rewrite a JSON snapshot (links, routes, counters) to this file every second.
-    #[arg(long)]
-    stats: Option<PathBuf>,
-    /// Seed of session ids and jitter (default: from the clock and pid).
-    #[arg(long)]
-    seed: Option<u64>,
+    #[command(flatten)]
+    overlay: meshcast_node::OverlayArgs,
 }
 
 #[tokio::main]
@@ -36,7 +24,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(Args { overlay: args }: Args) -> anyhow::Result<()> {
     let (_trigger, shutdown) = meshcast_io::Shutdown::on_signals();
     let (addr, neighbours) =
         meshcast_node::bootstrap(&args.id, args.bootstrapper, shutdown.clone()).await?;

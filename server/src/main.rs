@@ -15,7 +15,6 @@ use clap::Parser;
 use ffmpeg::{EncodeSettings, Supervisor};
 use meshcast_proto::node::{LocalChannel, Node, NodeCommand, NodeConfig};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::sync::mpsc;
@@ -24,18 +23,11 @@ use tokio::sync::mpsc;
 #[derive(Debug, Parser)]
 #[command(name = "meshcast-server", version)]
 struct Args {
-    /// This server's id in the topology file.
-    #[arg(long)]
-    id: String,
-    /// Address of the bootstrapper (IP:PORT).
-    #[arg(long)]
-    bootstrapper: SocketAddr,
+    #[command(flatten)]
+    overlay: meshcast_node::OverlayArgs,
     /// Directory of video files, one channel per file (watched for changes).
     #[arg(long)]
     videos: PathBuf,
-    /// Rewrite a JSON snapshot (links, routes, counters) to this file every second.
-    #[arg(long)]
-    stats: Option<PathBuf>,
     /// Video encoder. Only a software encoder is safe on a machine without a GPU.
     #[arg(long, default_value = "libx264")]
     encoder: String,
@@ -57,9 +49,6 @@ struct Args {
     /// Path of the ffmpeg binary.
     #[arg(long, default_value = "ffmpeg")]
     ffmpeg: PathBuf,
-    /// Seed of session ids and jitter (default: from the clock and pid).
-    #[arg(long)]
-    seed: Option<u64>,
 }
 
 #[tokio::main]
@@ -160,15 +149,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (_trigger, shutdown) = meshcast_io::Shutdown::on_signals();
     let initial = catalog::scan(&args.videos)
         .with_context(|| format!("reading {}", args.videos.display()))?;
+    let o = &args.overlay;
     let (addr, neighbours) =
-        meshcast_node::bootstrap(&args.id, args.bootstrapper, shutdown.clone()).await?;
+        meshcast_node::bootstrap(&o.id, o.bootstrapper, shutdown.clone()).await?;
     tracing::info!(
         "{} joined: address {addr}, {} neighbours",
-        args.id,
+        o.id,
         neighbours.len()
     );
-    let seed = args.seed.unwrap_or_else(meshcast_node::process_seed);
-    let node = Node::new(NodeConfig::new(args.id.clone(), seed));
+    let seed = o.seed.unwrap_or_else(meshcast_node::process_seed);
+    let node = Node::new(NodeConfig::new(o.id.clone(), seed));
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     cmd_tx.send(NodeCommand::SetNeighbours(neighbours)).await?;
 
@@ -220,7 +210,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             sup.stop().await;
         }
     });
-    let result = meshcast_node::run(node, addr, cmd_rx, args.stats, shutdown).await;
+    let result = meshcast_node::run(node, addr, cmd_rx, args.overlay.stats, shutdown).await;
     // The node has stopped: stop every encoder (no orphan FFmpeg) before exiting.
     let _ = manager.await;
     watch_task.abort();

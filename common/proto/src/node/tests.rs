@@ -104,6 +104,24 @@ impl Harness {
             .collect()
     }
 
+    /// Lets `steps` × `dt` pass: each step the `talkers` ping, `UP` announces round
+    /// `first_round + i` every tenth step (when `first_round` is set), and timers run.
+    fn run(&mut self, steps: u32, dt: Duration, talkers: &[u8], first_round: Option<u32>) {
+        for i in 0..steps {
+            self.now += dt;
+            for &n in talkers {
+                self.recv(n, &Datagram::Control(Message::Ping { t_us: 0 }).encode());
+            }
+            if let Some(r) = first_round
+                && i % 10 == 0
+            {
+                self.recv(UP, &announce(r + i, 100));
+            }
+            self.node.handle_timeout(self.now);
+            self.drain();
+        }
+    }
+
     /// `UP` offers the stream; `DOWN` joins it.
     fn active_tree(&mut self) {
         self.recv(UP, &announce(1, 100));
@@ -267,15 +285,7 @@ fn a_downstream_that_stops_refreshing_is_pruned() {
     let stream = stream_id("src", "tv");
     assert_eq!(h.node.routes()[&stream].state(), RouteState::Active);
     // Keep the upstream alive and offering, but let the child's join lapse.
-    for i in 0..40u32 {
-        h.now += Duration::from_millis(100);
-        h.recv(UP, &Datagram::Control(Message::Ping { t_us: 0 }).encode());
-        if i % 10 == 0 {
-            h.recv(UP, &announce(2 + i, 100));
-        }
-        h.node.handle_timeout(h.now);
-        h.drain();
-    }
+    h.run(40, Duration::from_millis(100), &[UP], Some(2));
     assert_eq!(h.node.routes()[&stream].state(), RouteState::Inactive);
 }
 
@@ -296,17 +306,8 @@ fn a_silent_parent_is_declared_down_and_another_offer_is_used() {
     h.drain();
     let stream = stream_id("src", "tv");
     assert_eq!(h.node.routes()[&stream].upstream, Some(addr(UP)));
-    for _ in 0..30 {
-        h.now += Duration::from_millis(50);
-        // everyone but UP keeps talking
-        h.recv(
-            OTHER,
-            &Datagram::Control(Message::Ping { t_us: 0 }).encode(),
-        );
-        h.recv(DOWN, &Datagram::Control(Message::Ping { t_us: 0 }).encode());
-        h.node.handle_timeout(h.now);
-        h.drain();
-    }
+    // everyone but UP keeps talking
+    h.run(30, Duration::from_millis(50), &[OTHER, DOWN], None);
     assert_eq!(h.node.routes()[&stream].upstream, Some(addr(OTHER)));
 }
 
@@ -339,17 +340,7 @@ fn strangers_cannot_join_or_announce() {
 fn a_client_watch_by_name_gets_the_stream_and_unknown_names_are_refused() {
     let mut h = Harness::new();
     // Three seconds of a healthy overlay: the node has heard full rounds and is ready.
-    for i in 0..30u32 {
-        h.now += Duration::from_millis(100);
-        for n in [UP, DOWN, OTHER] {
-            h.recv(n, &Datagram::Control(Message::Ping { t_us: 0 }).encode());
-        }
-        if i % 10 == 0 {
-            h.recv(UP, &announce(1 + i, 100));
-        }
-        h.node.handle_timeout(h.now);
-        h.drain();
-    }
+    h.run(30, Duration::from_millis(100), &[UP, DOWN, OTHER], Some(1));
     h.recv(
         50,
         &reliable(
