@@ -43,6 +43,11 @@ pub struct ClientConfig {
     pub stall_threshold: Duration,
     /// Reliable channel tuning.
     pub reliable: ReliableConfig,
+    /// Media silent this long (or 4 smoothed inter-arrival times if more) makes the client
+    /// probe its PoP at once.
+    pub media_gap_min: Duration,
+    /// A PoP that leaves such a probe unanswered this long (or 3 × its RTT) is dead.
+    pub probe_timeout_min: Duration,
     /// Hold media back until the first video keyframe, so recordings and players start
     /// decodable. Off only for streams that are not audio/video (benchmarks).
     pub start_at_keyframe: bool,
@@ -64,6 +69,8 @@ impl ClientConfig {
             stall_threshold: Duration::from_millis(200),
             reliable: ReliableConfig::default(),
             start_at_keyframe: true,
+            media_gap_min: Duration::from_millis(150),
+            probe_timeout_min: Duration::from_millis(50),
         }
     }
 }
@@ -115,12 +122,25 @@ struct Pop {
     last_reply: Option<Instant>,
     channels: u16,
     channel: Channel,
+    /// A probe sent because media stopped, not yet answered.
+    suspect_since: Option<Instant>,
+    /// When the last such probe went out.
+    last_gap_probe: Option<Instant>,
 }
 
 impl Pop {
-    fn alive(&self, now: Instant, timeout: Duration) -> bool {
+    /// Answering: a reply within `timeout`, and no media-gap probe unanswered for longer
+    /// than `probe_timeout` (3 × RTT, at least the configured minimum).
+    fn alive(&self, now: Instant, timeout: Duration, probe_min: Duration) -> bool {
+        let probe_timeout = self
+            .rtt
+            .srtt()
+            .map_or(probe_min, |s| (s * 3).max(probe_min));
         self.last_reply
             .is_some_and(|t| now.saturating_duration_since(t) < timeout)
+            && !self
+                .suspect_since
+                .is_some_and(|s| now.saturating_duration_since(s) >= probe_timeout)
     }
 }
 
@@ -132,6 +152,8 @@ struct Watch {
     last_sent: Option<Instant>,
     stats: ViewerStats,
     gate: KeyframeGate,
+    last_media: Option<Instant>,
+    interarrival_us: u64,
 }
 
 /// A PoP as the GUI shows it.
@@ -165,6 +187,8 @@ pub struct Client {
     pending_parts: BTreeMap<u32, BTreeMap<u8, Vec<ChannelInfo>>>,
     list_request: u32,
     next_probe: Option<Instant>,
+    /// Last time timers ran (the media-gap check runs every 25 ms while watching).
+    last_check: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,
     malformed: u64,
@@ -185,6 +209,8 @@ impl Client {
                 last_reply: None,
                 channels: 0,
                 channel: Channel::new(*a, session, config.reliable.clone()),
+                suspect_since: None,
+                last_gap_probe: None,
             })
             .collect();
         Self {
@@ -200,6 +226,7 @@ impl Client {
             pending_parts: BTreeMap::new(),
             list_request: 0,
             next_probe: None,
+            last_check: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             malformed: 0,
@@ -220,7 +247,7 @@ impl Client {
             .map(|(i, p)| PopView {
                 addr: p.addr,
                 srtt: p.rtt.srtt(),
-                alive: p.alive(now, self.config.pop_timeout),
+                alive: p.alive(now, self.config.pop_timeout, self.config.probe_timeout_min),
                 channels: p.channels,
                 selected: self.selected == Some(i),
             })
@@ -306,13 +333,58 @@ impl Client {
             .send(now, Message::ListChannels { request });
     }
 
+    /// Probes the PoP at once when a watched channel's media stops for longer than the gap
+    /// threshold, so a dead PoP is noticed in a few RTTs rather than after `pop_timeout`.
+    fn probe_on_media_gap(&mut self, now: Instant) {
+        let Some(i) = self.selected else {
+            return;
+        };
+        let min_gap = self.config.media_gap_min;
+        let gap = self
+            .watches
+            .values()
+            .filter(|w| w.stream.is_some())
+            .filter_map(|w| {
+                let threshold = Duration::from_micros(w.interarrival_us * 4)
+                    .clamp(min_gap, Duration::from_secs(1));
+                w.last_media
+                    .filter(|l| now.saturating_duration_since(*l) > threshold)
+                    .map(|_| threshold)
+            })
+            .min();
+        let Some(gap) = gap else {
+            return;
+        };
+        let t_us = self.micros(now);
+        let nonce = self.rng.next_u32();
+        let pop = &mut self.pops[i];
+        let spaced = pop
+            .last_gap_probe
+            .is_none_or(|p| now.saturating_duration_since(p) > gap.max(Duration::from_millis(200)));
+        if pop.suspect_since.is_none() && spaced {
+            pop.suspect_since = Some(now);
+            pop.last_gap_probe = Some(now);
+            let probe = Datagram::Control(Message::Probe { nonce, t_us }).encode();
+            // Twice: one lost probe must not condemn a live PoP.
+            self.transmits.push_back(Transmit {
+                dst: pop.addr,
+                payload: probe.clone(),
+            });
+            self.transmits.push_back(Transmit {
+                dst: pop.addr,
+                payload: probe,
+            });
+        }
+    }
+
     fn choose(&mut self, now: Instant) {
         let timeout = self.config.pop_timeout;
+        let probe_min = self.config.probe_timeout_min;
         let best = self
             .pops
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.alive(now, timeout) && p.rtt.srtt().is_some())
+            .filter(|(_, p)| p.alive(now, timeout, probe_min) && p.rtt.srtt().is_some())
             .min_by_key(|(i, p)| (p.rtt.srtt(), *i))
             .map(|(i, p)| (i, p.rtt.srtt().unwrap_or_default()));
         let Some((best, best_rtt)) = best else {
@@ -329,7 +401,7 @@ impl Client {
                 }
                 Some(best)
             }
-            Some(cur) if !self.pops[cur].alive(now, timeout) => {
+            Some(cur) if !self.pops[cur].alive(now, timeout, probe_min) => {
                 self.events.push_back(ClientEvent::PopLost {
                     pop: self.pops[cur].addr,
                 });
@@ -395,11 +467,16 @@ impl Client {
             Message::ProbeReply { t_us, channels, .. } => {
                 let sent = Duration::from_micros(t_us);
                 let since = Duration::from_micros(self.micros(now));
+                let suspect_us = self.pops[pop].suspect_since.map(|s| self.micros(s));
                 let p = &mut self.pops[pop];
                 if since >= sent {
                     p.rtt.on_sample(since - sent);
                 }
                 p.last_reply = Some(now);
+                // An answer to a probe sent since the suspicion clears it.
+                if suspect_us.is_some_and(|s| t_us >= s) {
+                    p.suspect_since = None;
+                }
                 p.channels = channels;
                 if self.selected.is_none() {
                     self.choose(now);
@@ -481,6 +558,15 @@ impl Machine for Client {
                 .find(|(_, w)| w.stream == Some(stream))
             {
                 w.stats.on_media(now, seq, payload);
+                if let Some(last) = w.last_media {
+                    let gap = now.saturating_duration_since(last).as_micros() as u64;
+                    w.interarrival_us = if w.interarrival_us == 0 {
+                        gap
+                    } else {
+                        (w.interarrival_us * 15 + gap) / 16
+                    };
+                }
+                w.last_media = Some(now);
                 let admitted = w.gate.admit(payload);
                 if !admitted.is_empty() {
                     self.events.push_back(ClientEvent::Media {
@@ -527,6 +613,8 @@ impl Machine for Client {
                         pop: None,
                         last_sent: None,
                         stats,
+                        last_media: None,
+                        interarrival_us: 0,
                         gate: if self.config.start_at_keyframe {
                             KeyframeGate::new()
                         } else {
@@ -559,6 +647,7 @@ impl Machine for Client {
 
     fn handle_timeout(&mut self, now: Instant) {
         self.init(now);
+        self.last_check = Some(now);
         if self.next_probe.is_some_and(|t| now >= t) {
             let t_us = self.micros(now);
             for i in 0..self.pops.len() {
@@ -572,9 +661,9 @@ impl Machine for Client {
             self.next_probe = Some(now + self.config.probe_interval);
             self.choose(now);
         }
-        if self.selected.is_none() {
-            self.choose(now);
-        }
+        self.probe_on_media_gap(now);
+        // Every check, not only every probe round: a condemned PoP is left at once.
+        self.choose(now);
         let refresh = self.config.watch_refresh;
         let due: Vec<String> = self
             .watches
@@ -614,7 +703,11 @@ impl Machine for Client {
             .iter()
             .filter_map(|p| p.channel.next_timeout())
             .min();
-        [self.next_probe, refresh, first_choice, channels]
+        // While watching, check for media gaps every 25 ms.
+        let gap_check = (!self.watches.is_empty())
+            .then(|| self.last_check.map(|t| t + Duration::from_millis(25)))
+            .flatten();
+        [self.next_probe, refresh, first_choice, channels, gap_check]
             .into_iter()
             .flatten()
             .min()

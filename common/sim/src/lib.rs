@@ -71,6 +71,7 @@ struct Host {
     neighbours: Vec<Neighbour>,
     local_channels: Vec<meshcast_proto::node::LocalChannel>,
     client_events: Vec<(Instant, ClientEvent)>,
+    node_events: Vec<(Instant, meshcast_proto::node::NodeEvent)>,
     media_events: u64,
 }
 
@@ -83,6 +84,10 @@ struct Source {
     next: Instant,
     /// Per-PID continuity counter of the synthetic TS.
     cc: u8,
+    /// Datagrams published so far.
+    sent: u64,
+    /// Datagrams per second (and per GOP).
+    pps: u32,
 }
 
 /// What crossed the links.
@@ -229,6 +234,7 @@ impl Sim {
             neighbours,
             local_channels: Vec::new(),
             client_events: Vec::new(),
+            node_events: Vec::new(),
             media_events: 0,
         });
         self.by_addr.insert(addr, idx);
@@ -250,6 +256,7 @@ impl Sim {
             neighbours: Vec::new(),
             local_channels: Vec::new(),
             client_events: Vec::new(),
+            node_events: Vec::new(),
             media_events: 0,
         });
         self.by_addr.insert(addr, idx);
@@ -309,6 +316,16 @@ impl Sim {
         &self.hosts[self.idx(name)].client_events
     }
 
+    /// Events a node reported (neighbours up/down, parent changes, clients), with their time.
+    pub fn node_events(&self, name: &str) -> &[(Instant, meshcast_proto::node::NodeEvent)] {
+        &self.hosts[self.idx(name)].node_events
+    }
+
+    /// Virtual time since the start of `t`.
+    pub fn since_start(&self, t: Instant) -> Duration {
+        t - self.start
+    }
+
     /// Media events a client reported.
     pub fn client_media(&self, name: &str) -> u64 {
         self.hosts[self.idx(name)].media_events
@@ -355,6 +372,8 @@ impl Sim {
             interval: Duration::from_secs(1) / pps.max(1),
             next: self.now,
             cc: 0,
+            sent: 0,
+            pps: pps.max(1),
         });
     }
 
@@ -488,6 +507,18 @@ impl Sim {
                 HostMachine::Node(n) => n.handle_timeout(now),
                 HostMachine::Client(c) => c.handle_timeout(now),
             }
+            // A timer that stays due after it fired would spin a real process's driver loop.
+            if let Some(t) = machine_timeout(&self.hosts[i].machine)
+                && t <= now
+            {
+                panic!(
+                    "{}: poll_timeout() is still {:?} after handle_timeout at {:?}: a stuck timer (seed {})",
+                    self.hosts[i].name,
+                    t - self.start,
+                    now - self.start,
+                    self.seed
+                );
+            }
             self.flush(i);
         } else if let Some((_, si)) = next_source {
             self.publish(si);
@@ -498,13 +529,24 @@ impl Sim {
     fn publish(&mut self, si: usize) {
         let s = &mut self.sources[si];
         s.next += s.interval;
+        // One keyframe per second of stream, like a 1 s GOP: the first packet of that datagram
+        // starts a video PES with the random-access indicator, as FFmpeg's muxer writes it.
+        let keyframe = s.sent.is_multiple_of(u64::from(s.pps));
+        s.sent += 1;
         let mut payload = Vec::with_capacity(wire::MAX_MEDIA_PAYLOAD);
-        for _ in 0..7 {
+        for i in 0..7 {
             let mut p = [0xFFu8; 188];
             p[0] = 0x47;
             p[1] = 0x01;
             p[2] = 0x00;
             p[3] = 0x10 | (s.cc & 0x0F);
+            if keyframe && i == 0 {
+                p[1] |= 0x40; // payload unit start
+                p[3] |= 0x20; // adaptation field present
+                p[4] = 1;
+                p[5] = 0x40; // random access indicator
+                p[6..10].copy_from_slice(&[0, 0, 1, 0xE0]); // video PES start code
+            }
             s.cc = s.cc.wrapping_add(1);
             payload.extend_from_slice(&p);
         }
@@ -526,7 +568,9 @@ impl Sim {
                 while let Some(t) = n.poll_transmit() {
                     out.push(t);
                 }
-                while n.poll_event().is_some() {}
+                while let Some(e) = n.poll_event() {
+                    host.node_events.push((now, e));
+                }
             }
             HostMachine::Client(c) => {
                 while let Some(t) = c.poll_transmit() {

@@ -71,8 +71,13 @@ pub struct NodeConfig {
     pub max_clients: usize,
     /// Reliable channel tuning.
     pub reliable: ReliableConfig,
-    /// Housekeeping period: expiry, settling, refreshes.
+    /// Housekeeping period: expiry, settling, refreshes, media-gap checks.
     pub tick: Duration,
+    /// Media silent from the parent this long (or 4 smoothed inter-arrival times if more)
+    /// makes the node probe the parent.
+    pub media_gap_min: Duration,
+    /// A probed neighbour that stays silent this long (or 3 × its RTT if more) is down.
+    pub probe_timeout_min: Duration,
 }
 
 impl NodeConfig {
@@ -94,10 +99,17 @@ impl NodeConfig {
             default_link_cost: Duration::from_millis(5),
             max_clients: 512,
             reliable: ReliableConfig::default(),
-            tick: Duration::from_millis(50),
+            tick: Duration::from_millis(25),
+            media_gap_min: Duration::from_millis(100),
+            probe_timeout_min: Duration::from_millis(40),
         }
     }
 }
+
+/// How long a neighbour that refused our join (or chose us as parent) is passed over.
+const REJECT_HOLD: Duration = Duration::from_millis(100);
+/// Round requests start a new round at most this often.
+const ROUND_REQUEST_HOLD: Duration = Duration::from_millis(50);
 
 /// A channel this node originates (the server role).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +173,8 @@ pub enum NodeEvent {
 pub enum DownReason {
     /// No datagram for `neighbour_timeout`.
     Silent,
+    /// Media stopped and a liveness probe went unanswered.
+    ProbeUnanswered,
     /// A reliable message was not acknowledged in time.
     Unacknowledged,
 }
@@ -213,6 +227,10 @@ struct NeighbourState {
     channel: Channel,
     up: bool,
     last_heard: Option<Instant>,
+    /// A liveness probe sent because media stopped, not yet answered.
+    probe_sent: Option<Instant>,
+    /// When the last such probe went out (probes are spaced, not repeated every tick).
+    last_probe: Option<Instant>,
     traffic: Traffic,
 }
 
@@ -234,6 +252,8 @@ struct OriginState {
     forwarded: BTreeMap<u8, Announce>,
     /// Per part, the neighbours that sent it to us this round (no point sending it back).
     senders: BTreeMap<u8, BTreeSet<SocketAddr>>,
+    /// The newest round a [`Message::RouteRequest`] for this origin was flooded for.
+    requested: Option<u32>,
 }
 
 /// The relay / PoP / server machine. See the module docs.
@@ -250,6 +270,8 @@ pub struct Node {
     routes: BTreeMap<u32, Route>,
     origins: BTreeMap<String, OriginState>,
     local_round: u32,
+    /// When our last round started (round requests are answered at most so often).
+    last_round_at: Option<Instant>,
     next_announce: Option<Instant>,
     next_ping: Option<Instant>,
     next_tick: Option<Instant>,
@@ -278,6 +300,7 @@ impl Node {
             routes: BTreeMap::new(),
             origins: BTreeMap::new(),
             local_round: 0,
+            last_round_at: None,
             next_announce: None,
             next_ping: None,
             next_tick: None,
@@ -399,9 +422,13 @@ impl Node {
         self.transmits.push_back(Transmit { dst, payload });
     }
 
+    /// Queues a reliable message. Nothing is queued for a neighbour that is down: it could
+    /// not be delivered, and a neighbour that comes back gets fresh joins and rounds anyway.
     fn send_reliable(&mut self, now: Instant, dst: SocketAddr, message: Message) {
         if let Some(n) = self.neighbours.get_mut(&dst) {
-            n.channel.send(now, message);
+            if n.up {
+                n.channel.send(now, message);
+            }
         } else if let Some(c) = self.clients.get_mut(&dst) {
             c.channel.send(now, message);
         }
@@ -469,6 +496,8 @@ impl Node {
                     channel: Channel::new(addr, session, reliable),
                     up: false,
                     last_heard: None,
+                    probe_sent: None,
+                    last_probe: None,
                     traffic: Traffic::default(),
                 });
         }
@@ -480,6 +509,7 @@ impl Node {
             return;
         };
         n.last_heard = Some(now);
+        n.probe_sent = None;
         if !n.up {
             n.up = true;
             let id = n.id.clone();
@@ -550,9 +580,10 @@ impl Node {
 
     /// Starts a new round of our own catalogue (or, with `same_round`, repeats the current one)
     /// towards `targets`.
-    fn originate_round_to(&mut self, _now: Instant, targets: &[SocketAddr], new_round: bool) {
+    fn originate_round_to(&mut self, now: Instant, targets: &[SocketAddr], new_round: bool) {
         if new_round {
             self.local_round = self.local_round.wrapping_add(1);
+            self.last_round_at = Some(now);
         }
         let channels = self.local_channels();
         let parts = wire::split_channels(wire::announce_fixed_len(&self.config.id), &channels);
@@ -600,6 +631,7 @@ impl Node {
                 retired: VecDeque::new(),
                 forwarded: BTreeMap::new(),
                 senders: BTreeMap::new(),
+                requested: None,
             });
         let fresh_origin = origin.forwarded.is_empty() && origin.senders.is_empty();
         let new_round = if origin.epoch.incarnation != epoch.incarnation {
@@ -650,6 +682,7 @@ impl Node {
                 from,
                 Candidate {
                     epoch,
+                    advertised_us: u64::from(a.cost_us),
                     metric_us,
                     hops,
                     expires,
@@ -689,6 +722,13 @@ impl Node {
                 .unwrap_or_default();
             if let Some(o) = self.origins.get_mut(&fwd.origin) {
                 o.forwarded.insert(fwd.part, fwd.clone());
+            }
+            for ch in &fwd.channels {
+                if let Some(r) = self.routes.get_mut(&ch.stream)
+                    && !r.local
+                {
+                    r.advertised = Some((epoch, u64::from(fwd.cost_us)));
+                }
             }
             for dst in self.up_neighbours() {
                 if !skip.contains(&dst) {
@@ -738,7 +778,11 @@ impl Node {
             return;
         };
         let eligible = |(a, c): (&SocketAddr, &Candidate)| {
-            c.epoch == epoch && c.expires > now && up.contains(a) && !route.rejected.contains(a)
+            c.epoch == epoch
+                && c.expires > now
+                && up.contains(a)
+                && route.rejected.get(a).is_none_or(|until| *until <= now)
+                && route.feasible(c)
         };
         // Near-equal metrics (within 100 µs) count as equal so hop count decides.
         let key = |(a, c): (&SocketAddr, &Candidate)| (c.metric_us / 100, c.hops, *a);
@@ -782,7 +826,57 @@ impl Node {
         }
     }
 
+    /// Floods a request for a newer round of `origin` (or, at the origin, starts one now).
+    /// Each node forwards a request once per (origin, seq), so concurrent requesters share it.
+    fn on_route_request(
+        &mut self,
+        now: Instant,
+        from: Option<SocketAddr>,
+        origin: String,
+        incarnation: u32,
+        seq: u32,
+    ) {
+        if origin == self.config.id {
+            // Answer with a new round at once, at most every ROUND_REQUEST_HOLD.
+            let due = self
+                .last_round_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= ROUND_REQUEST_HOLD);
+            if due {
+                self.next_announce = Some(now);
+            }
+            return;
+        }
+        let Some(o) = self.origins.get_mut(&origin) else {
+            return;
+        };
+        if o.requested.is_some_and(|r| r >= seq) {
+            return;
+        }
+        o.requested = Some(seq);
+        let m = Message::RouteRequest {
+            origin,
+            incarnation,
+            seq,
+        };
+        for dst in self.up_neighbours() {
+            if Some(dst) != from {
+                self.send_control(dst, m.clone());
+            }
+        }
+    }
+
     fn change_upstream(&mut self, now: Instant, stream: u32, new: Option<SocketAddr>) {
+        // An active stream left without any loop-free parent: ask its origin for a new round
+        // rather than wait up to a whole announce interval for the next one.
+        if new.is_none()
+            && let Some(r) = self.routes.get(&stream)
+            && !r.local
+            && r.state() == RouteState::Active
+            && let Some(epoch) = r.epoch
+        {
+            let origin = r.origin.clone();
+            self.on_route_request(now, None, origin, epoch.incarnation, epoch.seq);
+        }
         let Some(route) = self.routes.get_mut(&stream) else {
             return;
         };
@@ -857,7 +951,25 @@ impl Node {
                 }
             }
             Message::Announce(a) => self.on_announce(now, from, a),
+            Message::RouteRequest {
+                origin,
+                incarnation,
+                seq,
+            } => self.on_route_request(now, Some(from), origin, incarnation, seq),
             Message::Join { stream } => {
+                // Our own parent now takes us as its parent: it can no longer be ours. Refuse,
+                // and choose again without it (it may accept us once it has moved on).
+                let from_parent = self
+                    .routes
+                    .get(&stream)
+                    .is_some_and(|r| r.upstream == Some(from));
+                if from_parent {
+                    let until = now + REJECT_HOLD;
+                    if let Some(r) = self.routes.get_mut(&stream) {
+                        r.rejected.insert(from, until);
+                    }
+                    self.reselect(now, stream, true);
+                }
                 let ok = self
                     .routes
                     .get(&stream)
@@ -885,7 +997,7 @@ impl Node {
                 if let Some(r) = self.routes.get_mut(&stream)
                     && r.upstream == Some(from)
                 {
-                    r.rejected.insert(from);
+                    r.rejected.insert(from, now + REJECT_HOLD);
                     self.reselect(now, stream, true);
                 }
             }
@@ -973,7 +1085,16 @@ impl Node {
         let Some(stream) = stream else {
             let ready = self.ready_at.is_some_and(|r| now >= r)
                 || (self.neighbours.is_empty() && self.start.is_some());
-            let status = if ready {
+            // A client that was already watching this channel is told to wait: its source is
+            // gone for now (a server restart, a partition) and may come back.
+            let expiry = now + self.config.downstream_timeout;
+            let watching = self
+                .clients
+                .get_mut(&from)
+                .and_then(|c| c.watches.get_mut(&name))
+                .map(|w| w.1 = expiry)
+                .is_some();
+            let status = if ready && !watching {
                 WatchStatus::NoSuchChannel
             } else {
                 WatchStatus::NotReady
@@ -1032,7 +1153,7 @@ impl Node {
 
     // ----- media --------------------------------------------------------------------------
 
-    fn on_media(&mut self, from: SocketAddr, stream: u32, seq: u64, bytes: &[u8]) {
+    fn on_media(&mut self, now: Instant, from: SocketAddr, stream: u32, seq: u64, bytes: &[u8]) {
         let Some(route) = self.routes.get_mut(&stream) else {
             self.drops.unknown_stream += 1;
             return;
@@ -1048,6 +1169,7 @@ impl Node {
             return;
         }
         route.media_in += 1;
+        route.on_media_arrival(now);
         self.forward(stream, bytes, Some(from));
     }
 
@@ -1110,13 +1232,36 @@ impl Node {
             }
             self.next_ping = Some(now + self.config.ping_interval);
         }
+        // Media stopped on an active route: probe the parent at once rather than wait for
+        // its silence to reach neighbour_timeout.
+        self.probe_silent_parents(now);
         // Liveness.
         let mut down = Vec::new();
+        for n in self.neighbours.values_mut().filter(|n| !n.up) {
+            n.channel.abandon();
+        }
+        for c in self.clients.values_mut() {
+            // A client that stopped acknowledging is gone: stop retransmitting to it.
+            if c.channel.is_unreachable(now) {
+                c.channel.abandon();
+            }
+        }
         for (a, n) in &self.neighbours {
             if !n.up {
                 continue;
             }
-            if n.channel.is_unreachable(now) {
+            let probe_timeout = n
+                .channel
+                .rtt()
+                .srtt()
+                .map_or(self.config.probe_timeout_min, |s| {
+                    (s * 3).max(self.config.probe_timeout_min)
+                });
+            if n.probe_sent
+                .is_some_and(|p| now.saturating_duration_since(p) >= probe_timeout)
+            {
+                down.push((*a, DownReason::ProbeUnanswered));
+            } else if n.channel.is_unreachable(now) {
                 down.push((*a, DownReason::Unacknowledged));
             } else if n
                 .last_heard
@@ -1208,6 +1353,42 @@ impl Node {
         self.next_tick = Some(now + self.config.tick);
     }
 
+    /// Probes the parent of every active route whose media has stopped for longer than the
+    /// gap threshold. Two pings go out, so one lost ping does not condemn a live parent.
+    fn probe_silent_parents(&mut self, now: Instant) {
+        let min_gap = self.config.media_gap_min;
+        let respace = |gap: Duration| gap.max(Duration::from_millis(200));
+        let suspects: BTreeSet<SocketAddr> = self
+            .routes
+            .values()
+            .filter(|r| !r.local && r.state() == RouteState::Active)
+            .filter_map(|r| {
+                let up = r.upstream?;
+                let last = r.last_media?;
+                let gap = Duration::from_micros(r.interarrival_us * 4)
+                    .clamp(min_gap, Duration::from_secs(1));
+                (now.saturating_duration_since(last) > gap).then_some((up, gap))
+            })
+            .filter(|(up, gap)| {
+                self.neighbours.get(up).is_some_and(|n| {
+                    n.up && n.probe_sent.is_none()
+                        && n.last_probe
+                            .is_none_or(|p| now.saturating_duration_since(p) > respace(*gap))
+                })
+            })
+            .map(|(up, _)| up)
+            .collect();
+        let t_us = self.micros(now);
+        for up in suspects {
+            if let Some(n) = self.neighbours.get_mut(&up) {
+                n.probe_sent = Some(now);
+                n.last_probe = Some(now);
+            }
+            self.send_control(up, Message::Ping { t_us });
+            self.send_control(up, Message::Ping { t_us });
+        }
+    }
+
     fn client_state(&mut self, now: Instant, from: SocketAddr) -> Option<&mut ClientState> {
         if !self.clients.contains_key(&from) {
             if self.clients.len() >= self.config.max_clients {
@@ -1250,7 +1431,7 @@ impl Machine for Node {
             if is_neighbour {
                 self.heard_from_neighbour(now, from);
             }
-            self.on_media(from, stream, seq, bytes);
+            self.on_media(now, from, stream, seq, bytes);
             self.flush_channels(now);
             return;
         }

@@ -1,7 +1,7 @@
 //! The route table entry of one stream and the media sequence window.
 
 use crate::wire::ChannelInfo;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -19,6 +19,8 @@ pub struct Epoch {
 pub struct Candidate {
     /// The round it belongs to.
     pub epoch: Epoch,
+    /// The cost the neighbour advertised (its own distance to the origin).
+    pub advertised_us: u64,
     /// Path cost through this neighbour: its advertised cost plus our `srtt/2` to it at arrival.
     pub metric_us: u64,
     /// Hops to the origin through this neighbour.
@@ -53,14 +55,21 @@ pub struct Route {
     pub upstream: Option<SocketAddr>,
     /// Children and clients, with the instant their join expires.
     pub downstream: BTreeMap<SocketAddr, Instant>,
-    /// Neighbours that refused our join this round.
-    pub rejected: BTreeSet<SocketAddr>,
+    /// Neighbours that refused our join (or chose us as their parent), until when.
+    pub rejected: BTreeMap<SocketAddr, Instant>,
     /// When to re-choose the parent if the current one has not offered this round yet.
     pub settle_at: Option<Instant>,
     /// Consecutive rounds in which another neighbour beat the parent by the switch margin.
     pub better_streak: u32,
     /// When the last join went upstream.
     pub last_join: Option<Instant>,
+    /// The cost we advertised downstream for a round: offers through neighbours that
+    /// advertised less are feasible (they cannot lead back through us).
+    pub advertised: Option<(Epoch, u64)>,
+    /// When media last arrived from upstream (or was published).
+    pub last_media: Option<Instant>,
+    /// Smoothed gap between media arrivals, in microseconds.
+    pub interarrival_us: u64,
     /// Media sequence numbers seen: duplicates are dropped, each packet forwarded once.
     pub window: SeqWindow,
     /// Next sequence number of a local stream.
@@ -85,10 +94,13 @@ impl Route {
             epoch: None,
             upstream: None,
             downstream: BTreeMap::new(),
-            rejected: BTreeSet::new(),
+            rejected: BTreeMap::new(),
             settle_at: None,
             better_streak: 0,
             last_join: None,
+            advertised: None,
+            last_media: None,
+            interarrival_us: 0,
             window: SeqWindow::default(),
             next_seq: 0,
             media_in: 0,
@@ -114,6 +126,28 @@ impl Route {
         }
         let c = self.candidates.get(&self.upstream?)?;
         Some((c.metric_us, c.hops))
+    }
+
+    /// Records a media arrival, keeping a smoothed inter-arrival time.
+    pub fn on_media_arrival(&mut self, now: Instant) {
+        if let Some(last) = self.last_media {
+            let gap = now.saturating_duration_since(last).as_micros() as u64;
+            self.interarrival_us = if self.interarrival_us == 0 {
+                gap
+            } else {
+                (self.interarrival_us * 15 + gap) / 16
+            };
+        }
+        self.last_media = Some(now);
+    }
+
+    /// Whether `c` cannot lead back through this node: it belongs to a newer round than the
+    /// one we advertised, or its sender advertised less than we did in the same round.
+    pub fn feasible(&self, c: &Candidate) -> bool {
+        match self.advertised {
+            None => true,
+            Some((epoch, cost)) => c.epoch != epoch || c.advertised_us < cost,
+        }
     }
 
     /// Whether media can flow: originated here or a parent is chosen.

@@ -438,3 +438,121 @@ fn a_channel_left_out_of_a_complete_newer_round_is_withdrawn_at_once() {
     assert!(!h.node.routes().contains_key(&stream_id("src", "radio")));
     assert!(h.node.routes()[&stream_id("src", "tv")].reachable());
 }
+
+fn route_request(seq: u32) -> Vec<u8> {
+    Datagram::Control(Message::RouteRequest {
+        origin: "src".into(),
+        incarnation: 9,
+        seq,
+    })
+    .encode()
+}
+
+fn is_route_request(p: &[u8]) -> bool {
+    matches!(
+        Datagram::decode(p),
+        Ok(Datagram::Control(Message::RouteRequest { .. }))
+    )
+}
+
+#[test]
+fn losing_the_only_loop_free_parent_floods_one_round_request() {
+    let mut h = Harness::new();
+    h.active_tree();
+    // UP goes silent while media was flowing: probe, then down, then no parent left.
+    h.recv(UP, &media(0));
+    h.drain();
+    let mut requests = Vec::new();
+    for _ in 0..12 {
+        h.now += Duration::from_millis(25);
+        h.recv(DOWN, &Datagram::Control(Message::Ping { t_us: 0 }).encode());
+        h.recv(
+            OTHER,
+            &Datagram::Control(Message::Ping { t_us: 0 }).encode(),
+        );
+        h.node.handle_timeout(h.now);
+        requests.extend(h.drain().into_iter().filter(|(_, p)| is_route_request(p)));
+    }
+    assert_eq!(h.node.routes()[&stream_id("src", "tv")].upstream, None);
+    let dsts: Vec<SocketAddr> = requests.iter().map(|(d, _)| *d).collect();
+    assert_eq!(
+        dsts,
+        vec![addr(DOWN), addr(OTHER)],
+        "one request to each live neighbour"
+    );
+    // the same request coming back is not forwarded again
+    h.recv(OTHER, &route_request(1));
+    assert!(!h.drain().iter().any(|(_, p)| is_route_request(p)));
+}
+
+#[test]
+fn an_origin_answers_a_round_request_with_a_new_round_at_once() {
+    let now = crate::test_epoch();
+    let mut node = Node::new(NodeConfig::new("src", 1));
+    node.handle_command(now, NodeCommand::SetNeighbours(neighbours()));
+    node.handle_datagram(
+        now,
+        addr(UP),
+        &Datagram::Control(Message::Ping { t_us: 0 }).encode(),
+    );
+    node.handle_command(
+        now,
+        NodeCommand::AddChannel(LocalChannel {
+            name: "tv".into(),
+            codec: "h264".into(),
+            width: 1,
+            height: 1,
+            fps_milli: 1,
+            bitrate_kbps: 1,
+        }),
+    );
+    node.handle_timeout(now);
+    let rounds = |node: &mut Node| -> Vec<u32> {
+        std::iter::from_fn(|| node.poll_transmit())
+            .filter_map(|t| match Datagram::decode(&t.payload) {
+                Ok(Datagram::Control(Message::Announce(a))) => Some(a.seq),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = rounds(&mut node);
+    assert!(!first.is_empty());
+    let later = now + Duration::from_millis(100);
+    node.handle_datagram(
+        later,
+        addr(UP),
+        &Datagram::Control(Message::RouteRequest {
+            origin: "src".into(),
+            incarnation: 0,
+            seq: first[0],
+        })
+        .encode(),
+    );
+    node.handle_timeout(later);
+    let next = rounds(&mut node);
+    assert_eq!(
+        next,
+        vec![first[0] + 1],
+        "a new round went out without waiting a second"
+    );
+}
+
+#[test]
+fn a_join_from_our_own_parent_makes_us_drop_it_as_parent() {
+    let mut h = Harness::new();
+    h.recv(UP, &announce(1, 100));
+    h.recv(OTHER, &announce(1, 50));
+    h.drain();
+    let stream = stream_id("src", "tv");
+    let parent = h.node.routes()[&stream].upstream.expect("a parent");
+    let parent_n = if parent == addr(UP) { UP } else { OTHER };
+    h.recv(parent_n, &reliable(0, Message::Join { stream }));
+    h.drain();
+    let r = &h.node.routes()[&stream];
+    assert_ne!(
+        r.upstream,
+        Some(parent),
+        "still using a parent that chose us"
+    );
+    assert!(r.upstream.is_some(), "the other offer is taken");
+}

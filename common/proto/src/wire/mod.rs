@@ -40,6 +40,7 @@
 //! | `0x04` | [`Message::Join`] | stream `u32` | reliable |
 //! | `0x05` | [`Message::Leave`] | stream `u32` | reliable |
 //! | `0x06` | [`Message::JoinReject`] | stream `u32`, reason `u8` | reliable |
+//! | `0x07` | [`Message::RouteRequest`] | origin `str8`, incarnation `u32`, seq `u32` | datagram |
 //! | `0x10` | [`Message::Probe`] | nonce `u32`, t_us `u64` | datagram |
 //! | `0x11` | [`Message::ProbeReply`] | nonce `u32`, t_us `u64` (echo), channels `u16` | datagram |
 //! | `0x12` | [`Message::ListChannels`] | request `u32` | reliable |
@@ -294,6 +295,13 @@ pub enum Message {
     Leave { stream: u32 },
     /// The upstream cannot serve a join.
     JoinReject { stream: u32, reason: RejectReason },
+    /// A node that lost every loop-free path to `origin` asks it for a round newer than
+    /// `seq`; flooded once per node per (origin, seq).
+    RouteRequest {
+        origin: String,
+        incarnation: u32,
+        seq: u32,
+    },
     /// Client → PoP RTT probe.
     Probe { nonce: u32, t_us: u64 },
     /// PoP → client answer to a probe.
@@ -435,6 +443,7 @@ impl Message {
             Self::Join { .. } => "join",
             Self::Leave { .. } => "leave",
             Self::JoinReject { .. } => "join-reject",
+            Self::RouteRequest { .. } => "route-request",
             Self::Probe { .. } => "probe",
             Self::ProbeReply { .. } => "probe-reply",
             Self::ListChannels { .. } => "list-channels",
@@ -482,6 +491,16 @@ impl Message {
                 out.put_u8(0x06);
                 out.put_u32(*stream);
                 out.put_u8(reason.code());
+            }
+            Self::RouteRequest {
+                origin,
+                incarnation,
+                seq,
+            } => {
+                out.put_u8(0x07);
+                out.put_str8(origin);
+                out.put_u32(*incarnation);
+                out.put_u32(*seq);
             }
             Self::Probe { nonce, t_us } => {
                 out.put_u8(0x10);
@@ -593,6 +612,11 @@ impl Message {
             0x06 => Self::JoinReject {
                 stream: r.u32()?,
                 reason: RejectReason::from_code(r.u8()?),
+            },
+            0x07 => Self::RouteRequest {
+                origin: name(r)?,
+                incarnation: r.u32()?,
+                seq: r.u32()?,
             },
             0x10 => Self::Probe {
                 nonce: r.u32()?,

@@ -86,6 +86,14 @@ fn every_message_has_a_pinned_layout() {
         ),
         (Message::Leave { stream: 1 }, "05 00000001".into()),
         (
+            Message::RouteRequest {
+                origin: "s1".into(),
+                incarnation: 2,
+                seq: 3,
+            },
+            "07 02 7331 00000002 00000003".into(),
+        ),
+        (
             Message::JoinReject {
                 stream: 1,
                 reason: RejectReason::NoRoute,
@@ -340,6 +348,13 @@ fn arb_message() -> impl Strategy<Value = Message> {
             }),
         any::<u32>().prop_map(|stream| Message::Join { stream }),
         any::<u32>().prop_map(|stream| Message::Leave { stream }),
+        (arb_name(), any::<u32>(), any::<u32>()).prop_map(|(origin, incarnation, seq)| {
+            Message::RouteRequest {
+                origin,
+                incarnation,
+                seq,
+            }
+        }),
         (any::<u32>(), 2u8..=255).prop_map(|(stream, r)| Message::JoinReject {
             stream,
             reason: RejectReason::from_code(r - 1),
