@@ -138,9 +138,9 @@ impl Pop {
             .map_or(probe_min, |s| (s * 3).max(probe_min));
         self.last_reply
             .is_some_and(|t| now.saturating_duration_since(t) < timeout)
-            && !self
+            && self
                 .suspect_since
-                .is_some_and(|s| now.saturating_duration_since(s) >= probe_timeout)
+                .is_none_or(|s| now.saturating_duration_since(s) < probe_timeout)
     }
 }
 
