@@ -373,6 +373,13 @@ async fn start_all(
     }
 
     let boot_addr = boot.addr.to_string();
+    // Links with attributes are emulated by the processes themselves, from the run dir's copy
+    // of the topology (edit it to change the links of a running mesh).
+    let emulation = topology
+        .links()
+        .iter()
+        .any(|l| !l.attrs.is_empty())
+        .then(|| procs.run_dir().path().join("topology.toml"));
     let overlay: Vec<NodeSpec> = topology
         .servers()
         .chain(topology.nodes().iter().filter(|n| n.role == Role::Node))
@@ -394,6 +401,9 @@ async fn start_all(
             .args(extra)
             .arg("--stats")
             .arg(procs.run_dir().stats_file(&node.id));
+        if let Some(file) = &emulation {
+            cmd.arg("--emulation").arg(file);
+        }
         procs.spawn(&node.id, node.role.as_str(), cmd)?;
     }
     if let Some(ending) = wait_ready(procs, stop, &overlay, OVERLAY_READY, Some(&boot.id)).await {

@@ -178,6 +178,7 @@ fn scenario(via_relay: bool) -> (Vec<Duration>, Option<f64>) {
         let pop = if via_relay { r_addr } else { s_addr };
         let mut config = ClientConfig::new(vec![pop], 3);
         config.start_at_keyframe = false; // synthetic TS without keyframes
+        config.playout_latency = Duration::ZERO; // measure the network, not the buffer
         let mut client = Client::new(config);
         let (ctx, crx) = mpsc::channel(4);
         ctx.send(ClientCommand::Watch("bench".into()))

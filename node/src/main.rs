@@ -25,6 +25,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(Args { overlay: args }: Args) -> anyhow::Result<()> {
+    // A bad --emulation file is a configuration error: report it before starting anything.
+    let emulation = meshcast_node::Emulation::from_args(&args)?;
     let (_trigger, shutdown) = meshcast_io::Shutdown::on_signals();
     let (addr, neighbours) =
         meshcast_node::bootstrap(&args.id, args.bootstrapper, shutdown.clone()).await?;
@@ -41,5 +43,5 @@ async fn run(Args { overlay: args }: Args) -> anyhow::Result<()> {
     let node = Node::new(NodeConfig::new(args.id.clone(), seed));
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tx.send(NodeCommand::SetNeighbours(neighbours)).await?;
-    meshcast_node::run(node, addr, rx, args.stats, shutdown).await
+    meshcast_node::run(node, addr, rx, args.stats, emulation, shutdown).await
 }

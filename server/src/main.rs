@@ -146,6 +146,7 @@ async fn describe(spec: &ChannelSpec, s: &EncodeSettings) -> Option<LocalChannel
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let emulation = meshcast_node::Emulation::from_args(&args.overlay)?;
     let (_trigger, shutdown) = meshcast_io::Shutdown::on_signals();
     let initial = catalog::scan(&args.videos)
         .with_context(|| format!("reading {}", args.videos.display()))?;
@@ -210,7 +211,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             sup.stop().await;
         }
     });
-    let result = meshcast_node::run(node, addr, cmd_rx, args.overlay.stats, shutdown).await;
+    let result =
+        meshcast_node::run(node, addr, cmd_rx, args.overlay.stats, emulation, shutdown).await;
     // The node has stopped: stop every encoder (no orphan FFmpeg) before exiting.
     let _ = manager.await;
     watch_task.abort();

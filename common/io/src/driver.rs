@@ -2,14 +2,20 @@
 //!
 //! ```text
 //! loop {
-//!     drain transmits → socket, events → hooks
-//!     wait for: datagram | command | machine timeout | hook tick | shutdown
+//!     drain transmits → (emulator →) socket, events → hooks; send emulated datagrams now due
+//!     wait for: datagram | command | machine timeout | hook tick | emulator deadline | shutdown
 //!     feed it to the machine (datagrams in batches of up to 64 already queued)
 //! }
 //! ```
+//!
+//! Link emulation is the hooks' business ([`Hooks::emulator`]): they own the [`Emulator`] and
+//! may change it at run time (on a tick). Without one, or while it is idle, transmits go
+//! straight to the socket as before. At shutdown, datagrams still held by the emulator are
+//! dropped: a process that stops, stops sending.
 
+use crate::emulation::Emulator;
 use crate::shutdown::Shutdown;
-use meshcast_proto::Machine;
+use meshcast_proto::{Machine, Transmit};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -41,6 +47,12 @@ pub trait Hooks<M: Machine> {
     fn tick_interval(&self) -> Option<Duration> {
         None
     }
+
+    /// The link emulator every outgoing datagram passes through, if any. Return `None` while
+    /// it has nothing to do ([`Emulator::is_active`]) to keep the plain send path.
+    fn emulator(&mut self) -> Option<&mut Emulator> {
+        None
+    }
 }
 
 /// Hooks that do nothing.
@@ -63,7 +75,8 @@ const BATCH: usize = 64;
 const RECV_BUF: usize = 2048;
 
 /// Runs `machine` on `socket` until shutdown, a hook says stop, or the command channel closes
-/// with `stop_when_commands_close`.
+/// with `stop_when_commands_close`. Outgoing datagrams pass through the hooks' link emulator
+/// when they have an active one ([`Hooks::emulator`]).
 pub async fn run<M, H>(
     machine: &mut M,
     socket: &UdpSocket,
@@ -86,7 +99,8 @@ where
         if drain(machine, socket, hooks, &mut stats).await == Flow::Stop {
             return finish(machine, socket, hooks, stats).await;
         }
-        let deadline = [machine.poll_timeout(), next_tick]
+        let emulated = hooks.emulator().and_then(|e| e.next_deadline());
+        let deadline = [machine.poll_timeout(), next_tick, emulated]
             .into_iter()
             .flatten()
             .min();
@@ -166,19 +180,14 @@ async fn drain<M: Machine, H: Hooks<M>>(
         let mut idle = true;
         while let Some(t) = machine.poll_transmit() {
             idle = false;
-            let r = match socket.try_send_to(&t.payload, t.dst) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    socket.send_to(&t.payload, t.dst).await
-                }
-                other => other,
+            let t = match hooks.emulator() {
+                None => t,
+                Some(emulator) => match emulator.submit(Instant::now(), t) {
+                    Some(t) => t,
+                    None => continue,
+                },
             };
-            match r {
-                Ok(_) => stats.sent += 1,
-                Err(e) => {
-                    stats.send_errors += 1;
-                    tracing::debug!("send to {} failed: {e}", t.dst);
-                }
-            }
+            send(socket, &t, stats).await;
         }
         while let Some(e) = machine.poll_event() {
             idle = false;
@@ -186,8 +195,30 @@ async fn drain<M: Machine, H: Hooks<M>>(
                 return Flow::Stop;
             }
         }
+        if let Some(emulator) = hooks.emulator() {
+            let now = Instant::now();
+            while let Some(t) = emulator.poll_ready(now) {
+                send(socket, &t, stats).await;
+            }
+        }
         if idle {
             return Flow::Continue;
+        }
+    }
+}
+
+async fn send(socket: &UdpSocket, t: &Transmit, stats: &mut DriverStats) {
+    let r = match socket.try_send_to(&t.payload, t.dst) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            socket.send_to(&t.payload, t.dst).await
+        }
+        other => other,
+    };
+    match r {
+        Ok(_) => stats.sent += 1,
+        Err(e) => {
+            stats.send_errors += 1;
+            tracing::debug!("send to {} failed: {e}", t.dst);
         }
     }
 }

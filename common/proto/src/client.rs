@@ -8,6 +8,7 @@
 //! watch at the new one.
 
 use crate::machine::{Machine, Transmit};
+use crate::playout::Playout;
 use crate::reliable::{Channel, Receive, ReliableConfig};
 use crate::rng::Rng;
 use crate::rtt::RttEstimator;
@@ -48,6 +49,9 @@ pub struct ClientConfig {
     pub media_gap_min: Duration,
     /// A PoP that leaves such a probe unanswered this long (or 3 × its RTT) is dead.
     pub probe_timeout_min: Duration,
+    /// Playout buffer latency: how long after its fastest-path arrival time a packet is
+    /// played. Missing packets are asked for again (NACK) until then; later ones are skipped.
+    pub playout_latency: Duration,
     /// Hold media back until the first video keyframe, so recordings and players start
     /// decodable. Off only for streams that are not audio/video (benchmarks).
     pub start_at_keyframe: bool,
@@ -71,6 +75,7 @@ impl ClientConfig {
             start_at_keyframe: true,
             media_gap_min: Duration::from_millis(150),
             probe_timeout_min: Duration::from_millis(50),
+            playout_latency: Duration::from_millis(120),
         }
     }
 }
@@ -154,6 +159,71 @@ struct Watch {
     gate: KeyframeGate,
     last_media: Option<Instant>,
     interarrival_us: u64,
+    playout: Playout,
+    /// Sequence numbers found missing: seq → (detected, next NACK).
+    missing: BTreeMap<u64, (Instant, Instant)>,
+    highest: Option<u64>,
+    recovered: u64,
+    nacks_sent: u64,
+    /// Since when the PoP has answered "no such channel" (the answer is only believed after
+    /// [`NO_SUCH_CHANNEL_CONFIRM`]: a PoP on a lossy path may not have heard of it yet).
+    no_such_since: Option<Instant>,
+    /// Origin incarnation of the media being played, and the ones it replaced.
+    incarnation: Option<u32>,
+    retired: Vec<u32>,
+}
+
+/// How long a PoP must keep answering "no such channel" before the client believes it.
+pub const NO_SUCH_CHANNEL_CONFIRM: Duration = Duration::from_millis(1_500);
+/// How soon the client asks again after a "no such channel".
+const NO_SUCH_CHANNEL_RETRY: Duration = Duration::from_millis(300);
+
+impl Watch {
+    /// A new origin incarnation (a restarted server numbering from 0 again) starts a new
+    /// stream: playout, recovery state and keyframe gate begin afresh. Stragglers of a
+    /// replaced incarnation are refused (false).
+    fn accept_incarnation(&mut self, incarnation: u32, latency: Duration, gate: bool) -> bool {
+        match self.incarnation {
+            Some(i) if i == incarnation => true,
+            _ if self.retired.contains(&incarnation) => false,
+            current => {
+                if let Some(old) = current {
+                    self.retired.push(old);
+                    self.stats.on_source_restart();
+                    self.playout = Playout::new(latency);
+                    self.missing.clear();
+                    self.highest = None;
+                    self.gate = if gate {
+                        KeyframeGate::new()
+                    } else {
+                        KeyframeGate::opened()
+                    };
+                }
+                self.incarnation = Some(incarnation);
+                true
+            }
+        }
+    }
+
+    /// Hands released packets to the statistics and, through the keyframe gate, to the
+    /// application, in sequence order.
+    fn release(&mut self, now: Instant, name: &str, events: &mut VecDeque<ClientEvent>) {
+        while let Some((seq, payload)) = self.playout.pop_ready(now) {
+            self.stats.on_media(now, seq, &payload);
+            let admitted = self.gate.admit(&payload);
+            if !admitted.is_empty() {
+                events.push_back(ClientEvent::Media {
+                    channel: name.to_owned(),
+                    seq,
+                    payload: admitted.to_vec(),
+                });
+            }
+        }
+        // Nothing before the next packet to play can still be used.
+        if let Some(next) = self.playout.next_seq() {
+            self.missing.retain(|s, _| *s >= next);
+        }
+    }
 }
 
 /// A PoP as the GUI shows it.
@@ -193,6 +263,7 @@ pub struct Client {
     events: VecDeque<ClientEvent>,
     malformed: u64,
     foreign: u64,
+    corrupt: u64,
 }
 
 impl Client {
@@ -231,6 +302,7 @@ impl Client {
             events: VecDeque::new(),
             malformed: 0,
             foreign: 0,
+            corrupt: 0,
         }
     }
 
@@ -271,6 +343,15 @@ impl Client {
             .map(|w| {
                 let mut r = w.stats.report();
                 r.pop = w.pop.map(|p| p.to_string());
+                let p = w.playout.stats();
+                r.playout_latency_ms = w.playout.latency().as_secs_f64() * 1e3;
+                r.lost_packets = p.lost;
+                r.late_packets = p.late;
+                r.recovered_packets = w.recovered;
+                r.nacks_sent = w.nacks_sent;
+                r.corrupt_packets = self.corrupt;
+                r.continuity_index = (p.released + p.lost > 0)
+                    .then(|| p.released as f64 / (p.released + p.lost) as f64);
                 r
             })
             .or_else(|| self.stopped.get(channel).cloned())
@@ -331,6 +412,44 @@ impl Client {
         self.pops[i]
             .channel
             .send(now, Message::ListChannels { request });
+    }
+
+    /// Plays what is due and asks the PoP again for what is still missing (every 1.5 RTT,
+    /// at least 5 ms, until its play time has passed).
+    fn playout_and_nacks(&mut self, now: Instant) {
+        let again = self
+            .selected
+            .and_then(|i| self.pops[i].rtt.srtt())
+            .map_or(Duration::from_millis(10), |s| {
+                (s * 3 / 2).max(Duration::from_millis(5))
+            });
+        let latency = self.config.playout_latency;
+        let pop = self.selected.map(|i| self.pops[i].addr);
+        for (name, w) in self.watches.iter_mut() {
+            w.release(now, name, &mut self.events);
+            w.missing
+                .retain(|_, (detected, _)| now.saturating_duration_since(*detected) < latency);
+            let mut ranges: Vec<(u64, u16)> = Vec::new();
+            for (seq, (_, next)) in w.missing.iter_mut() {
+                if *next > now {
+                    continue;
+                }
+                // Due entries are rescheduled even when this NACK has no room for them (or
+                // there is no PoP yet): a timer left in the past would fire without end.
+                *next = now + again;
+                let _ = wire::add_nack_range(&mut ranges, *seq);
+            }
+            let (Some(stream), Some(pop)) = (w.stream, pop) else {
+                continue;
+            };
+            if !ranges.is_empty() {
+                w.nacks_sent += 1;
+                self.transmits.push_back(Transmit {
+                    dst: pop,
+                    payload: Datagram::Control(Message::Nack { stream, ranges }).encode(),
+                });
+            }
+        }
     }
 
     /// Probes the PoP at once when a watched channel's media stops for longer than the gap
@@ -516,6 +635,7 @@ impl Client {
                 let name = name.clone();
                 match status {
                     WatchStatus::Ok => {
+                        w.no_such_since = None;
                         let new = w.stream != Some(stream);
                         w.stream = Some(stream);
                         if new {
@@ -527,9 +647,20 @@ impl Client {
                         }
                     }
                     WatchStatus::NoSuchChannel => {
-                        self.watches.remove(&name);
-                        self.events
-                            .push_back(ClientEvent::NoSuchChannel { channel: name });
+                        let since = *w.no_such_since.get_or_insert(now);
+                        if now.saturating_duration_since(since) >= NO_SUCH_CHANNEL_CONFIRM {
+                            self.watches.remove(&name);
+                            self.events
+                                .push_back(ClientEvent::NoSuchChannel { channel: name });
+                        } else {
+                            // Ask again soon rather than at the next refresh.
+                            let refresh = self.config.watch_refresh;
+                            w.last_sent = Some(
+                                (now + NO_SUCH_CHANNEL_RETRY)
+                                    .checked_sub(refresh)
+                                    .unwrap_or(now),
+                            );
+                        }
                     }
                     // Not ready, busy or unknown: the refresh timer asks again.
                     _ => {}
@@ -550,14 +681,54 @@ impl Machine for Client {
             self.foreign += 1;
             return;
         };
-        if let Some((stream, seq)) = wire::peek_media(bytes) {
-            let payload = &bytes[wire::MEDIA_HEADER_LEN..];
+        let header = match wire::peek(bytes) {
+            wire::Peek::Media(h) => Some(h),
+            wire::Peek::Corrupt => {
+                self.corrupt += 1;
+                return;
+            }
+            wire::Peek::Other => None,
+        };
+        if let Some(wire::MediaHeader {
+            stream,
+            incarnation,
+            seq,
+            ts_us,
+        }) = header
+        {
+            let payload = wire::media_payload(bytes);
+            let addr = self.pops[pop].addr;
             if let Some((name, w)) = self
                 .watches
                 .iter_mut()
                 .find(|(_, w)| w.stream == Some(stream))
             {
-                w.stats.on_media(now, seq, payload);
+                w.stats.on_arrival(now);
+                let (latency, gate) = (self.config.playout_latency, self.config.start_at_keyframe);
+                if !w.accept_incarnation(incarnation, latency, gate) {
+                    return;
+                }
+                if w.missing.remove(&seq).is_some() {
+                    w.recovered += 1;
+                }
+                // A jump in sequence numbers: ask the PoP for what was skipped, at once.
+                if let Some(h) = w.highest
+                    && seq > h + 1
+                    && seq - h <= 512
+                {
+                    let ranges = vec![(h + 1, (seq - h - 1) as u16)];
+                    for s in h + 1..seq {
+                        w.missing.insert(s, (now, now + Duration::from_millis(10)));
+                    }
+                    w.nacks_sent += 1;
+                    self.transmits.push_back(Transmit {
+                        dst: addr,
+                        payload: Datagram::Control(Message::Nack { stream, ranges }).encode(),
+                    });
+                }
+                w.highest = Some(w.highest.map_or(seq, |h| h.max(seq)));
+                w.playout.push(now, seq, ts_us, payload.to_vec());
+                w.release(now, name, &mut self.events);
                 if let Some(last) = w.last_media {
                     let gap = now.saturating_duration_since(last).as_micros() as u64;
                     w.interarrival_us = if w.interarrival_us == 0 {
@@ -567,14 +738,6 @@ impl Machine for Client {
                     };
                 }
                 w.last_media = Some(now);
-                let admitted = w.gate.admit(payload);
-                if !admitted.is_empty() {
-                    self.events.push_back(ClientEvent::Media {
-                        channel: name.clone(),
-                        seq,
-                        payload: admitted.to_vec(),
-                    });
-                }
             }
             return;
         }
@@ -615,6 +778,14 @@ impl Machine for Client {
                         stats,
                         last_media: None,
                         interarrival_us: 0,
+                        playout: Playout::new(self.config.playout_latency),
+                        missing: BTreeMap::new(),
+                        highest: None,
+                        recovered: 0,
+                        nacks_sent: 0,
+                        no_such_since: None,
+                        incarnation: None,
+                        retired: Vec::new(),
                         gate: if self.config.start_at_keyframe {
                             KeyframeGate::new()
                         } else {
@@ -648,6 +819,7 @@ impl Machine for Client {
     fn handle_timeout(&mut self, now: Instant) {
         self.init(now);
         self.last_check = Some(now);
+        self.playout_and_nacks(now);
         if self.next_probe.is_some_and(|t| now >= t) {
             let t_us = self.micros(now);
             for i in 0..self.pops.len() {
@@ -694,8 +866,12 @@ impl Machine for Client {
             .values()
             .filter_map(|w| w.last_sent.map(|t| t + self.config.watch_refresh))
             .min();
-        let first_choice = match (self.selected, self.start) {
-            (None, Some(s)) => Some(s + self.config.first_choice_wait),
+        // Wake once when the first-choice wait ends (afterwards, probe rounds drive the
+        // choice): a deadline left in the past would make the driver spin.
+        let first_choice = match (self.selected, self.start, self.last_check) {
+            (None, Some(s), Some(checked)) if checked < s + self.config.first_choice_wait => {
+                Some(s + self.config.first_choice_wait)
+            }
             _ => None,
         };
         let channels = self
@@ -703,13 +879,31 @@ impl Machine for Client {
             .iter()
             .filter_map(|p| p.channel.next_timeout())
             .min();
+        let playout = self
+            .watches
+            .values()
+            .flat_map(|w| {
+                [
+                    w.playout.next_deadline(),
+                    w.missing.values().map(|m| m.1).min(),
+                ]
+            })
+            .flatten()
+            .min();
         // While watching, check for media gaps every 25 ms.
         let gap_check = (!self.watches.is_empty())
             .then(|| self.last_check.map(|t| t + Duration::from_millis(25)))
             .flatten();
-        [self.next_probe, refresh, first_choice, channels, gap_check]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_probe,
+            refresh,
+            first_choice,
+            channels,
+            gap_check,
+            playout,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }

@@ -10,8 +10,10 @@
 //! - [`wire`]: byte layout of every datagram, golden-byte tested; decoding never panics.
 //! - [`machine`]: the [`Machine`] calling contract shared by every role.
 //! - [`reliable`]: per-peer reliable control channel (acks, RTO, backoff, dedup, give-up).
+//! - [`link`]: impairment model of one link direction (latency, jitter, loss, bursts, rate).
 //! - [`rtt`]: RFC 6298 RTT estimator feeding the RTO and the route metric.
 //! - [`node`]: the relay/PoP/server machine: links, flooding, route table, tree, forwarding.
+//! - [`playout`]: the viewer's timestamp-based reorder and playout buffer.
 //! - [`client`]: the viewer machine: PoP probing and choice, catalogue, watch, media stats.
 //! - [`bootstrap`]: the bootstrapper's directory and the joining side's request/retry machine.
 //! - [`ts`]: MPEG-TS packet view and the exact continuity checker.
@@ -20,8 +22,10 @@
 
 pub mod bootstrap;
 pub mod client;
+pub mod link;
 pub mod machine;
 pub mod node;
+pub mod playout;
 pub mod reliable;
 pub mod rng;
 pub mod rtt;

@@ -92,6 +92,21 @@ pub struct ViewerReport {
     pub duration_ms: f64,
     /// `bytes * 8 / duration_ms`, 0 when the duration is 0.
     pub bitrate_kbps: f64,
+    /// Latency of the playout buffer the packets went through, set by the caller.
+    pub playout_latency_ms: f64,
+    /// Datagrams skipped by the playout buffer: not there by their play time.
+    pub lost_packets: u64,
+    /// Datagrams that arrived after their play time (dropped, not played late).
+    pub late_packets: u64,
+    /// Datagrams found missing that arrived after a NACK.
+    pub recovered_packets: u64,
+    /// NACK datagrams sent to the PoP.
+    pub nacks_sent: u64,
+    /// Datagrams dropped because their checksum did not match.
+    pub corrupt_packets: u64,
+    /// Datagrams played on time / datagrams the source sent over the watch
+    /// (`played / (played + lost)`), set by the caller.
+    pub continuity_index: Option<f64>,
     /// Point of presence the viewer was attached to, set by the caller.
     pub pop: Option<String>,
 }
@@ -167,6 +182,8 @@ pub struct ViewerStats {
     stall_threshold: Duration,
     watch_at: Option<Instant>,
     first_media_at: Option<Instant>,
+    /// First datagram that reached the client (before any playout delay).
+    first_arrival_at: Option<Instant>,
     first_keyframe_at: Option<Instant>,
     last_arrival: Option<Instant>,
     finished_at: Option<Instant>,
@@ -195,6 +212,7 @@ impl ViewerStats {
             stall_threshold,
             watch_at: None,
             first_media_at: None,
+            first_arrival_at: None,
             first_keyframe_at: None,
             last_arrival: None,
             finished_at: None,
@@ -231,8 +249,23 @@ impl ViewerStats {
             .map_or(0, |r| ms_u64(at.saturating_duration_since(r)))
     }
 
-    /// Records one media datagram: its arrival time, its sequence number and
-    /// its payload (whole TS packets). Ignored after [`finish`](Self::finish).
+    /// The source restarted and numbers its datagrams from 0 again: forget the old sequence
+    /// numbers (so new ones are not taken for duplicates), keep every counter and the stall
+    /// timeline. The TS continuity counters restart too; the checker reports that once.
+    pub fn on_source_restart(&mut self) {
+        self.received = SeqSet::default();
+    }
+
+    /// A datagram reached the client (it may be played later, after the playout delay):
+    /// startup time is measured to the first arrival.
+    pub fn on_arrival(&mut self, at: Instant) {
+        if self.first_arrival_at.is_none() {
+            self.first_arrival_at = Some(at);
+        }
+    }
+
+    /// Records one media datagram as it is delivered (played): its time, its sequence
+    /// number and its payload (whole TS packets). Ignored after [`finish`](Self::finish).
     pub fn on_media(&mut self, at: Instant, seq: u64, payload: &[u8]) {
         if self.finished_at.is_some() {
             return;
@@ -333,7 +366,7 @@ impl ViewerStats {
         };
         let cc = self.checker.summary();
         ViewerReport {
-            startup_ms: since_request(self.first_media_at),
+            startup_ms: since_request(self.first_arrival_at.or(self.first_media_at)),
             first_keyframe_ms: since_request(self.first_keyframe_at),
             media_packets: self.media_packets,
             ts_packets: cc.packets,
@@ -345,7 +378,7 @@ impl ViewerStats {
             bytes: self.bytes,
             duration_ms,
             bitrate_kbps,
-            pop: None,
+            ..ViewerReport::default()
         }
     }
 }
@@ -430,6 +463,19 @@ impl ViewerReport {
         push_f64(&mut o, self.duration_ms);
         o.push_str(",\n  \"bitrate_kbps\": ");
         push_f64(&mut o, self.bitrate_kbps);
+        o.push_str(",\n  \"playout_latency_ms\": ");
+        push_f64(&mut o, self.playout_latency_ms);
+        let _ = write!(
+            o,
+            ",\n  \"lost_packets\": {},\n  \"late_packets\": {},\n  \"recovered_packets\": {},\
+             \n  \"nacks_sent\": {},\n  \"corrupt_packets\": {},\n  \"continuity_index\": ",
+            self.lost_packets,
+            self.late_packets,
+            self.recovered_packets,
+            self.nacks_sent,
+            self.corrupt_packets,
+        );
+        push_opt_f64(&mut o, self.continuity_index);
         o.push_str(",\n  \"pop\": ");
         match &self.pop {
             Some(p) => push_json_str(&mut o, p),
@@ -725,6 +771,7 @@ mod tests {
             duration_ms: 250.0,
             bitrate_kbps: f64::NAN,
             pop: Some("pop-\"a\"\\b\n\u{1}é".to_string()),
+            ..ViewerReport::default()
         };
         let expected = r#"{
   "startup_ms": 150.5,
@@ -750,6 +797,13 @@ mod tests {
   "bytes": 5264,
   "duration_ms": 250.0,
   "bitrate_kbps": null,
+  "playout_latency_ms": 0.0,
+  "lost_packets": 0,
+  "late_packets": 0,
+  "recovered_packets": 0,
+  "nacks_sent": 0,
+  "corrupt_packets": 0,
+  "continuity_index": null,
   "pop": "pop-\"a\"\\b\n\u0001é"
 }"#;
         assert_eq!(r.to_json(), expected);
@@ -952,6 +1006,24 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_source_is_not_taken_for_duplicates() {
+        let t = t0();
+        let mut v = ViewerStats::new(MS(200));
+        v.on_watch_requested(t);
+        for i in 0..10u64 {
+            v.on_media(t + MS(10 * i), i, &dgram(i, i == 0));
+        }
+        v.on_source_restart();
+        for i in 0..10u64 {
+            v.on_media(t + MS(100 + 10 * i), i, &dgram(i, i == 0));
+        }
+        let r = v.report();
+        assert_eq!(r.duplicate_packets, 0);
+        assert_eq!(r.media_packets, 20);
+        assert!(r.stalls.is_empty(), "{:?}", r.stalls);
+    }
+
+    #[test]
     fn json_parses_back() {
         let t = t0();
         let mut v = ViewerStats::new(MS(200));
@@ -981,6 +1053,13 @@ mod tests {
                 "bytes",
                 "duration_ms",
                 "bitrate_kbps",
+                "playout_latency_ms",
+                "lost_packets",
+                "late_packets",
+                "recovered_packets",
+                "nacks_sent",
+                "corrupt_packets",
+                "continuity_index",
                 "pop"
             ]
         );
@@ -1029,6 +1108,7 @@ mod tests {
                 duration_ms: duration,
                 bitrate_kbps: 1.5,
                 pop: pop.clone(),
+                ..ViewerReport::default()
             };
             let j = parse_json(&r.to_json()).map_err(TestCaseError::fail)?;
             prop_assert_eq!(j.get("pop"), Some(&pop.map_or(J::Null, J::Str)));

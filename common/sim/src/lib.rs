@@ -8,7 +8,9 @@
 //! # Layout
 //!
 //! - [`Sim`]: hosts (nodes, clients), links, the event queue, faults.
-//! - [`LinkModel`]: latency, jitter, loss and up/down of one direction of a link.
+//! - links: one [`meshcast_proto::link::Link`] per directed pair of hosts, so a seed means the
+//!   same impairments here and in the io layer's emulator ([`LinkParams`]: latency, jitter,
+//!   loss, bursts, reordering, rate, up/down; [`LinkModel`] is its old name).
 //! - [`Counters`]: what crossed each link (media copies per stream, control datagrams).
 //! - [`seed`]: seed selection from `SIM_SEED` and the replay hint on failure.
 //! - [`check`]: invariants over a running overlay (acyclic trees, link stress).
@@ -17,6 +19,7 @@ pub mod check;
 pub mod seed;
 
 use meshcast_proto::client::{Client, ClientCommand, ClientConfig, ClientEvent};
+use meshcast_proto::link::{DropReason, Link, Verdict};
 use meshcast_proto::node::{Node, NodeCommand, NodeConfig};
 use meshcast_proto::rng::Rng;
 use meshcast_proto::wire::{self, Datagram, Message, Neighbour};
@@ -27,27 +30,21 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// One direction of a link.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LinkModel {
-    /// One-way delay.
-    pub latency: Duration,
-    /// Extra delay, uniform in `[0, jitter]`.
-    pub jitter: Duration,
-    /// Probability that a datagram is lost.
-    pub loss: f64,
-    /// A link that is down loses everything (partitions).
-    pub up: bool,
-}
+pub use meshcast_proto::link::LinkParams;
 
-impl Default for LinkModel {
-    fn default() -> Self {
-        Self {
-            latency: Duration::from_micros(200),
-            jitter: Duration::ZERO,
-            loss: 0.0,
-            up: true,
-        }
+/// The impairments of one direction of a link: the shared [`LinkParams`] under the
+/// simulator's original name. Note that its default is the perfect link (no delay); the
+/// simulator's own default for links nobody configured is [`DEFAULT_LATENCY`].
+pub type LinkModel = LinkParams;
+
+/// Latency of links the topology gives none, and of host pairs with no explicit link, until
+/// [`Sim::set_default_link`] says otherwise: a LAN hop.
+pub const DEFAULT_LATENCY: Duration = Duration::from_micros(200);
+
+fn lan() -> LinkParams {
+    LinkParams {
+        latency: DEFAULT_LATENCY,
+        ..LinkParams::default()
     }
 }
 
@@ -103,6 +100,8 @@ pub struct Counters {
     pub announces: u64,
     /// Datagrams dropped by link models.
     pub lost: u64,
+    /// The same drops, by reason.
+    pub lost_by_reason: BTreeMap<DropReason, u64>,
     seen: BTreeSet<(SocketAddr, SocketAddr, u32, u64)>,
 }
 
@@ -125,8 +124,12 @@ pub struct Sim {
     hosts: Vec<Host>,
     by_addr: BTreeMap<SocketAddr, usize>,
     by_name: BTreeMap<String, usize>,
-    links: BTreeMap<(SocketAddr, SocketAddr), LinkModel>,
-    default_link: LinkModel,
+    /// Directed links set explicitly (topology, [`Sim::set_link`], faults).
+    links: BTreeMap<(SocketAddr, SocketAddr), Link>,
+    /// Directed pairs with no explicit link (client ↔ PoP), created on first use with
+    /// `default_link` and kept so their state (FIFO order, rate queue) carries over.
+    default_links: BTreeMap<(SocketAddr, SocketAddr), Link>,
+    default_link: LinkParams,
     queue: BinaryHeap<Reverse<Delivery>>,
     order: u64,
     sources: Vec<Source>,
@@ -149,7 +152,8 @@ impl Sim {
             by_addr: BTreeMap::new(),
             by_name: BTreeMap::new(),
             links: BTreeMap::new(),
-            default_link: LinkModel::default(),
+            default_links: BTreeMap::new(),
+            default_link: lan(),
             queue: BinaryHeap::new(),
             order: 0,
             sources: Vec::new(),
@@ -174,7 +178,8 @@ impl Sim {
     }
 
     /// Builds every server and node of a topology, with links as the file describes them
-    /// (`latency_ms`, `jitter_ms`, `loss`), and neighbours set directly (no bootstrapper).
+    /// (`latency_ms`, `jitter_ms`, `loss`, `rate_mbit`; no `latency_ms` is
+    /// [`DEFAULT_LATENCY`]), and neighbours set directly (no bootstrapper).
     pub fn from_topology(t: &Topology, seed: u64, tune: impl Fn(&mut NodeConfig)) -> Self {
         let mut sim = Self::new(seed);
         for n in t.overlay_nodes() {
@@ -194,21 +199,17 @@ impl Sim {
             let (Some(a), Some(b)) = (t.node(&l.a), t.node(&l.b)) else {
                 continue;
             };
-            let model = LinkModel {
-                latency: l
-                    .attrs
-                    .latency_ms
-                    .map_or(LinkModel::default().latency, |ms| {
-                        Duration::from_secs_f64(ms / 1e3)
-                    }),
-                jitter: l
-                    .attrs
-                    .jitter_ms
-                    .map_or(Duration::ZERO, |ms| Duration::from_secs_f64(ms / 1e3)),
-                loss: l.attrs.loss.unwrap_or(0.0),
-                up: true,
-            };
-            sim.set_link(a.addr, b.addr, model);
+            let attrs = &l.attrs;
+            let mut params = LinkParams::from_attrs(
+                attrs.latency_ms,
+                attrs.jitter_ms,
+                attrs.loss,
+                attrs.rate_mbit,
+            );
+            if attrs.latency_ms.is_none() {
+                params.latency = DEFAULT_LATENCY;
+            }
+            sim.set_link(a.addr, b.addr, params);
         }
         sim
     }
@@ -263,15 +264,37 @@ impl Sim {
         self.by_name.insert(name.to_owned(), idx);
     }
 
-    /// Sets both directions of the link between `a` and `b`.
+    /// Sets both directions of the link between `a` and `b`. The links keep their state
+    /// (datagrams in flight stay in flight, in order).
     pub fn set_link(&mut self, a: SocketAddr, b: SocketAddr, model: LinkModel) {
-        self.links.insert((a, b), model);
-        self.links.insert((b, a), model);
+        for key in [(a, b), (b, a)] {
+            self.links
+                .entry(key)
+                .and_modify(|l| l.set_params(model))
+                .or_insert_with(|| Link::new(model));
+        }
     }
 
-    /// Model for pairs with no explicit link (client ↔ PoP).
+    /// Sets both directions of the link between the hosts named `a` and `b`.
+    pub fn set_link_params(&mut self, a: &str, b: &str, params: LinkParams) {
+        let (a, b) = (self.addr(a), self.addr(b));
+        self.set_link(a, b, params);
+    }
+
+    /// The parameters of the link from host `a` to host `b`.
+    pub fn link_params(&self, a: &str, b: &str) -> LinkParams {
+        let key = (self.addr(a), self.addr(b));
+        self.links
+            .get(&key)
+            .map_or(self.default_link, |l| *l.params())
+    }
+
+    /// Model for pairs with no explicit link (client ↔ PoP), now and from now on.
     pub fn set_default_link(&mut self, model: LinkModel) {
         self.default_link = model;
+        for l in self.default_links.values_mut() {
+            l.set_params(model);
+        }
     }
 
     /// Address of a host.
@@ -418,17 +441,44 @@ impl Sim {
     }
 
     fn set_up(&mut self, a: &str, b: &str, up: bool) {
+        self.modify_link(a, b, |p| p.up = up);
+    }
+
+    /// Sets the one-way latency of the link between `a` and `b` (both directions), keeping its
+    /// other impairments.
+    pub fn set_latency(&mut self, a: &str, b: &str, latency: Duration) {
+        self.modify_link(a, b, |p| p.latency = latency);
+    }
+
+    /// Changes both directions of the link between two hosts, starting from their current
+    /// parameters (the default link's if it was never set).
+    fn modify_link(&mut self, a: &str, b: &str, change: impl Fn(&mut LinkParams)) {
         let (a, b) = (self.addr(a), self.addr(b));
         for key in [(a, b), (b, a)] {
-            let m = self.links.entry(key).or_insert(self.default_link);
-            m.up = up;
+            let link = match self.links.entry(key) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    // Taking over a default pair keeps its in-flight order.
+                    let link = self
+                        .default_links
+                        .remove(&key)
+                        .unwrap_or_else(|| Link::new(self.default_link));
+                    e.insert(link)
+                }
+            };
+            let mut params = *link.params();
+            change(&mut params);
+            link.set_params(params);
         }
     }
 
-    /// Sets the loss of every link.
+    /// Sets the independent random loss of every explicit link (those of the topology,
+    /// [`Sim::set_link`] and faults; not the default client links).
     pub fn set_loss_everywhere(&mut self, loss: f64) {
-        for m in self.links.values_mut() {
-            m.loss = loss;
+        for l in self.links.values_mut() {
+            let mut params = *l.params();
+            params.loss = loss;
+            l.set_params(params);
         }
     }
 
@@ -591,11 +641,16 @@ impl Sim {
     }
 
     fn send(&mut self, from: SocketAddr, t: Transmit) {
-        let model = self
-            .links
-            .get(&(from, t.dst))
-            .copied()
-            .unwrap_or(self.default_link);
+        let key = (from, t.dst);
+        let link = match self.links.get_mut(&key) {
+            Some(l) => l,
+            None => {
+                let default = self.default_link;
+                self.default_links
+                    .entry(key)
+                    .or_insert_with(|| Link::new(default))
+            }
+        };
         if let Some((stream, seq)) = wire::peek_media(&t.payload) {
             *self
                 .counters
@@ -614,18 +669,17 @@ impl Sim {
                 self.counters.announces += 1;
             }
         }
-        if !model.up || (model.loss > 0.0 && self.rng.chance(model.loss)) {
-            self.counters.lost += 1;
-            return;
-        }
-        let jitter = if model.jitter.is_zero() {
-            Duration::ZERO
-        } else {
-            Duration::from_nanos(self.rng.below(model.jitter.as_nanos() as u64 + 1))
+        let at = match link.admit(self.now, t.payload.len(), &mut self.rng) {
+            Verdict::Deliver(at) => at,
+            Verdict::Drop(reason) => {
+                self.counters.lost += 1;
+                *self.counters.lost_by_reason.entry(reason).or_default() += 1;
+                return;
+            }
         };
         self.order += 1;
         self.queue.push(Reverse(Delivery {
-            at: self.now + model.latency + jitter,
+            at,
             order: self.order,
             from,
             to: t.dst,
@@ -638,5 +692,106 @@ fn machine_timeout(m: &HostMachine) -> Option<Instant> {
     match m {
         HostMachine::Node(n) => n.poll_timeout(),
         HostMachine::Client(c) => c.poll_timeout(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two relays joined by one link, run until their control channel has measured it.
+    fn pair(seed: u64, link: LinkParams) -> Sim {
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.1.1:7000".parse().unwrap(),
+            "127.0.1.2:7000".parse().unwrap(),
+        );
+        let mut sim = Sim::new(seed);
+        sim.add_node(
+            NodeConfig::new("a", 0),
+            a,
+            vec![Neighbour {
+                id: "b".into(),
+                addr: b,
+            }],
+        );
+        sim.add_node(
+            NodeConfig::new("b", 0),
+            b,
+            vec![Neighbour {
+                id: "a".into(),
+                addr: a,
+            }],
+        );
+        sim.set_link(a, b, link);
+        sim
+    }
+
+    fn srtt(sim: &Sim, name: &str) -> Duration {
+        let us = sim.node(name).snapshot(sim.now()).neighbours[0]
+            .srtt_us
+            .expect("measured");
+        Duration::from_micros(us)
+    }
+
+    #[test]
+    fn set_latency_changes_the_rtt_the_nodes_measure() {
+        let mut sim = pair(1, LinkParams::default());
+        sim.set_latency("a", "b", Duration::from_millis(10));
+        sim.run_for(Duration::from_secs(3));
+        let rtt = srtt(&sim, "a");
+        assert!(
+            rtt >= Duration::from_millis(20) && rtt < Duration::from_millis(22),
+            "{rtt:?}"
+        );
+        sim.set_latency("a", "b", Duration::from_millis(40));
+        assert_eq!(sim.link_params("b", "a").latency, Duration::from_millis(40));
+        sim.run_for(Duration::from_secs(10));
+        let rtt = srtt(&sim, "b");
+        assert!(rtt >= Duration::from_millis(78), "{rtt:?}");
+    }
+
+    #[test]
+    fn link_faults_are_counted_by_reason() {
+        let mut sim = pair(2, LinkParams::default());
+        sim.set_loss_everywhere(0.3);
+        sim.run_for(Duration::from_secs(2));
+        let random = sim.counters.lost_by_reason[&DropReason::Random];
+        assert!(random > 0);
+        sim.set_link_params(
+            "a",
+            "b",
+            LinkParams {
+                up: false,
+                ..LinkParams::default()
+            },
+        );
+        sim.run_for(Duration::from_secs(1));
+        let down = sim.counters.lost_by_reason[&DropReason::Down];
+        assert!(down > 0);
+        assert_eq!(sim.counters.lost, random + down);
+        sim.heal("a", "b");
+        assert!(sim.link_params("a", "b").up);
+    }
+
+    #[test]
+    fn the_same_seed_replays_the_same_impairments() {
+        let link = LinkParams {
+            latency: Duration::from_millis(5),
+            jitter: Duration::from_millis(3),
+            loss: 0.1,
+            burst: Some(meshcast_proto::link::GilbertElliott::from_loss_and_burst(
+                0.05, 3.0,
+            )),
+            reorder: 0.05,
+            rate_bps: Some(1_000_000),
+            up: true,
+        };
+        let run = |seed| {
+            let mut sim = pair(seed, link);
+            sim.run_for(Duration::from_secs(5));
+            (sim.counters.lost_by_reason.clone(), srtt(&sim, "a"))
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
     }
 }

@@ -127,3 +127,81 @@ fn viewers_recover_from_the_busiest_relays_crashing_one_after_another() {
     );
     assert!(median < 500, "median stall {median} ms");
 }
+
+/// The end of the stall that covers `at` (ms since the watch request), if any.
+fn resume_after(sim: &Sim, viewer: &str, at_ms: u64) -> Option<u64> {
+    let r = sim.client(viewer).report("tv")?;
+    r.stalls
+        .iter()
+        .filter(|s| !s.trailing && s.start_ms <= at_ms + 500 && s.start_ms + s.duration_ms >= at_ms)
+        .map(|s| s.start_ms + s.duration_ms)
+        .max()
+}
+
+#[test]
+fn a_restarted_server_is_watched_again_within_three_seconds() {
+    let t = common::topology("e2e.toml");
+    for seed in seeds(&[1, 2, 3, 4, 5, 6, 7, 8]) {
+        let _hint = ReplayHint::new(seed, "cargo test -p meshcast-sim --test failures");
+        let mut sim = Sim::from_topology(&t, seed, |_| {});
+        let viewers = common::add_viewers(&mut sim, &t);
+        sim.add_source("s1", "tv", PPS);
+        sim.run_for(Duration::from_secs(3));
+        common::watch_all(&mut sim, &viewers, "tv");
+        sim.run_for(Duration::from_secs(4));
+        sim.crash("s1");
+        sim.run_for(Duration::from_secs(2));
+        sim.restart("s1");
+        let restarted_ms = 6_000; // watch at 3 s, crash at 7 s, restart at 9 s
+        sim.run_for(Duration::from_secs(6));
+        for v in &viewers {
+            let resumed = resume_after(&sim, v, 4_000)
+                .unwrap_or_else(|| panic!("seed {seed}: {v} never stalled: was the server down?"));
+            let wait = resumed.saturating_sub(restarted_ms);
+            eprintln!("seed {seed}: {v} plays again {wait} ms after the server restarted");
+            assert!(wait < 3_000, "seed {seed}: {v} waited {wait} ms");
+            let got = sim.client(v).report("tv").expect("watching").media_packets;
+            assert!(
+                got > u64::from(PPS) * 8,
+                "seed {seed}: {v} got only {got} packets"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_viewer_moves_to_its_other_pop_when_its_pop_crashes() {
+    let t = common::topology("mesh-50.toml");
+    let mut stalls = Vec::new();
+    for seed in seeds(&[1, 2, 3, 4, 5, 6, 7, 8]) {
+        let _hint = ReplayHint::new(seed, "cargo test -p meshcast-sim --test failures");
+        let mut sim = Sim::from_topology(&t, seed, |_| {});
+        let viewers = common::add_viewers(&mut sim, &t);
+        sim.add_source("s1", "tv", PPS);
+        sim.run_for(Duration::from_secs(3));
+        common::watch_all(&mut sim, &viewers, "tv");
+        sim.run_for(Duration::from_secs(3));
+        let v = &viewers[(seed as usize) % viewers.len()];
+        let pop = sim.client(v).selected_pop().expect("a PoP");
+        let name = sim
+            .node_names()
+            .into_iter()
+            .find(|n| sim.addr(n) == pop)
+            .expect("the PoP is a node");
+        sim.crash(&name);
+        sim.run_for(Duration::from_secs(4));
+        let now_pop = sim.client(v).selected_pop().expect("a PoP");
+        assert_ne!(
+            now_pop, pop,
+            "seed {seed}: {v} is still on the crashed PoP {name}"
+        );
+        let worst = resume_after(&sim, v, 3_000).map_or(0, |end| end - 3_000);
+        eprintln!(
+            "seed {seed}: {v} left crashed PoP {name}; stall ended {worst} ms after the crash"
+        );
+        assert!(worst < 1_000, "seed {seed}: {v} stalled {worst} ms");
+        stalls.push(worst);
+    }
+    stalls.sort_unstable();
+    eprintln!("PoP crash: time to media again after the crash, ms: {stalls:?}");
+}

@@ -25,7 +25,7 @@
 
 mod route;
 
-pub use route::{Candidate, Epoch, Route, RouteState, SeqWindow};
+pub use route::{Candidate, Epoch, Missing, Route, RouteState, SeqWindow};
 
 use crate::machine::{Machine, Transmit};
 use crate::reliable::{Channel, Receive, ReliableConfig};
@@ -78,6 +78,11 @@ pub struct NodeConfig {
     pub media_gap_min: Duration,
     /// A probed neighbour that stays silent this long (or 3 × its RTT if more) is down.
     pub probe_timeout_min: Duration,
+    /// Media is kept this long to answer NACKs from downstream.
+    pub retransmit_window: Duration,
+    /// A missing datagram is asked for during at least this long (or 4 × the parent's RTT if
+    /// more), then given up: it could no longer arrive in time to matter.
+    pub recovery_budget_min: Duration,
 }
 
 impl NodeConfig {
@@ -89,7 +94,7 @@ impl NodeConfig {
             announce_interval: Duration::from_secs(1),
             ping_interval: Duration::from_millis(200),
             neighbour_timeout: Duration::from_millis(1_200),
-            route_timeout: Duration::from_millis(3_500),
+            route_timeout: Duration::from_millis(4_500),
             join_refresh: Duration::from_secs(1),
             downstream_timeout: Duration::from_millis(3_500),
             settle_delay: Duration::from_millis(150),
@@ -102,12 +107,24 @@ impl NodeConfig {
             tick: Duration::from_millis(25),
             media_gap_min: Duration::from_millis(100),
             probe_timeout_min: Duration::from_millis(40),
+            retransmit_window: Duration::from_secs(1),
+            recovery_budget_min: Duration::from_millis(30),
         }
     }
 }
 
+/// A sequence jump larger than this is a restarted source or a long outage, not a loss to
+/// repair packet by packet.
+const MAX_GAP: u64 = 512;
+/// Datagrams re-sent in answer to one NACK, at most.
+const MAX_RETRANSMIT_PER_NACK: usize = 256;
+/// Datagrams kept per stream for retransmission, at most (besides the time window).
+const MAX_BUFFERED: usize = 8192;
+
 /// How long a neighbour that refused our join (or chose us as parent) is passed over.
 const REJECT_HOLD: Duration = Duration::from_millis(100);
+/// A node forwards requests for the same round of an origin at most this often.
+const ROUND_REQUEST_REPEAT: Duration = Duration::from_millis(200);
 /// Round requests start a new round at most this often.
 const ROUND_REQUEST_HOLD: Duration = Duration::from_millis(50);
 
@@ -211,6 +228,8 @@ pub struct Drops {
     pub not_from_upstream: u64,
     /// Media already forwarded.
     pub duplicate_media: u64,
+    /// Datagrams whose checksum did not match (counted as lost, recovered like a loss).
+    pub corrupt: u64,
     /// Announcements of an older round.
     pub stale_announce: u64,
     /// Announcements whose stream id does not match origin and name.
@@ -252,8 +271,8 @@ struct OriginState {
     forwarded: BTreeMap<u8, Announce>,
     /// Per part, the neighbours that sent it to us this round (no point sending it back).
     senders: BTreeMap<u8, BTreeSet<SocketAddr>>,
-    /// The newest round a [`Message::RouteRequest`] for this origin was flooded for.
-    requested: Option<u32>,
+    /// The newest round a [`Message::RouteRequest`] for this origin was flooded for, and when.
+    requested: Option<(u32, Instant)>,
 }
 
 /// The relay / PoP / server machine. See the module docs.
@@ -308,7 +327,7 @@ impl Node {
             events: VecDeque::new(),
             drops: Drops::default(),
             announces_sent: 0,
-            media_buf: Vec::with_capacity(wire::MEDIA_HEADER_LEN + MAX_MEDIA_PAYLOAD),
+            media_buf: Vec::with_capacity(wire::MAX_MEDIA_DATAGRAM),
         }
     }
 
@@ -849,10 +868,14 @@ impl Node {
         let Some(o) = self.origins.get_mut(&origin) else {
             return;
         };
-        if o.requested.is_some_and(|r| r >= seq) {
+        // Forwarded once per round asked for, and again only after a pause: requests are
+        // retried by their sender while it has no parent, and may be lost on the way.
+        if o.requested.is_some_and(|(r, at)| {
+            r >= seq && now.saturating_duration_since(at) < ROUND_REQUEST_REPEAT
+        }) {
             return;
         }
-        o.requested = Some(seq);
+        o.requested = Some((seq, now));
         let m = Message::RouteRequest {
             origin,
             incarnation,
@@ -956,6 +979,7 @@ impl Node {
                 incarnation,
                 seq,
             } => self.on_route_request(now, Some(from), origin, incarnation, seq),
+            Message::Nack { stream, ranges } => self.on_nack(from, stream, &ranges),
             Message::Join { stream } => {
                 // Our own parent now takes us as its parent: it can no longer be ours. Refuse,
                 // and choose again without it (it may accept us once it has moved on).
@@ -977,14 +1001,12 @@ impl Node {
                 if ok {
                     self.add_downstream(now, stream, from);
                 } else {
-                    self.send_reliable(
-                        now,
-                        from,
-                        Message::JoinReject {
-                            stream,
-                            reason: RejectReason::NoRoute,
-                        },
-                    );
+                    let reason = if from_parent {
+                        RejectReason::Loop
+                    } else {
+                        RejectReason::NoRoute
+                    };
+                    self.send_reliable(now, from, Message::JoinReject { stream, reason });
                 }
             }
             Message::Leave { stream } => {
@@ -993,11 +1015,17 @@ impl Node {
                 }
                 self.maybe_deactivate(now, stream);
             }
-            Message::JoinReject { stream, .. } => {
+            Message::JoinReject { stream, reason } => {
+                // "No route": not worth asking again before its next round (a new round
+                // clears the holds). "Loop": it is switching away from us; ask again soon.
+                let hold = match reason {
+                    RejectReason::Loop => REJECT_HOLD,
+                    _ => self.config.route_timeout,
+                };
                 if let Some(r) = self.routes.get_mut(&stream)
                     && r.upstream == Some(from)
                 {
-                    r.rejected.insert(from, now + REJECT_HOLD);
+                    r.rejected.insert(from, now + hold);
                     self.reselect(now, stream, true);
                 }
             }
@@ -1060,6 +1088,7 @@ impl Node {
                 }
             }
             Message::Watch { request, name } => self.on_watch(now, from, request, name),
+            Message::Nack { stream, ranges } => self.on_nack(from, stream, &ranges),
             Message::Unwatch { name } => {
                 let stream = self
                     .clients
@@ -1153,7 +1182,8 @@ impl Node {
 
     // ----- media --------------------------------------------------------------------------
 
-    fn on_media(&mut self, now: Instant, from: SocketAddr, stream: u32, seq: u64, bytes: &[u8]) {
+    fn on_media(&mut self, now: Instant, from: SocketAddr, h: wire::MediaHeader, bytes: &[u8]) {
+        let (stream, incarnation, seq) = (h.stream, h.incarnation, h.seq);
         let Some(route) = self.routes.get_mut(&stream) else {
             self.drops.unknown_stream += 1;
             return;
@@ -1163,14 +1193,132 @@ impl Node {
             self.drops.not_from_upstream += 1;
             return;
         }
+        if !route.accept_incarnation(incarnation) {
+            route.duplicates += 1;
+            self.drops.duplicate_media += 1;
+            return;
+        }
+        let highest = route.window.highest();
         if !route.window.insert(seq) {
             route.duplicates += 1;
             self.drops.duplicate_media += 1;
             return;
         }
         route.media_in += 1;
-        route.on_media_arrival(now);
+        // Media from the parent proves it still has a path: its offer stays valid even if
+        // announcements are being lost on this link.
+        let keep = now + self.config.route_timeout;
+        if let Some(c) = route.candidates.get_mut(&from) {
+            c.expires = c.expires.max(keep);
+        }
+        if route.missing.remove(&seq).is_some() {
+            route.recovered += 1;
+        } else {
+            route.on_media_arrival(now);
+        }
+        // A jump in sequence numbers: ask upstream for what was skipped, at once.
+        let mut gap = false;
+        if let Some(h) = highest
+            && seq > h + 1
+            && seq - h <= MAX_GAP
+        {
+            for s in h + 1..seq {
+                route.missing.entry(s).or_insert(Missing {
+                    detected: now,
+                    next_nack: now,
+                    nacks: 0,
+                });
+            }
+            gap = true;
+        }
+        route.buffer.insert(seq, (now, bytes.to_vec()));
         self.forward(stream, bytes, Some(from));
+        if gap {
+            self.send_nacks(now, stream);
+        }
+    }
+
+    /// Sends one NACK upstream for the missing datagrams of `stream` that are due, and gives
+    /// up on those whose recovery budget ran out.
+    fn send_nacks(&mut self, now: Instant, stream: u32) {
+        let (srtt, budget_min) = (
+            self.routes
+                .get(&stream)
+                .and_then(|r| r.upstream)
+                .and_then(|u| self.neighbours.get(&u))
+                .and_then(|n| n.channel.rtt().srtt()),
+            self.config.recovery_budget_min,
+        );
+        let budget = srtt.map_or(budget_min, |s| (s * 4).max(budget_min));
+        // Ask again after 1.5 RTT (at least 5 ms): the answer is not coming.
+        let again = srtt.map_or(Duration::from_millis(10), |s| {
+            (s * 3 / 2).max(Duration::from_millis(5))
+        });
+        let Some(route) = self.routes.get_mut(&stream) else {
+            return;
+        };
+        let before = route.missing.len();
+        route
+            .missing
+            .retain(|_, m| now.saturating_duration_since(m.detected) < budget);
+        route.unrecovered += (before - route.missing.len()) as u64;
+        let mut ranges: Vec<(u64, u16)> = Vec::new();
+        for (seq, m) in route.missing.iter_mut() {
+            if m.next_nack > now {
+                continue;
+            }
+            // Rescheduled even when this NACK is full or there is no parent to ask: a due
+            // entry left in the past would keep the timer firing.
+            m.next_nack = now + again;
+            if wire::add_nack_range(&mut ranges, *seq) {
+                m.nacks += 1;
+            }
+        }
+        let Some(up) = route.upstream else {
+            return;
+        };
+        if ranges.is_empty() {
+            return;
+        }
+        route.nacks_sent += 1;
+        self.send_control(up, Message::Nack { stream, ranges });
+    }
+
+    /// Re-sends what a downstream asks for, from the retransmission buffer.
+    fn on_nack(&mut self, from: SocketAddr, stream: u32, ranges: &[(u64, u16)]) {
+        let Some(route) = self.routes.get_mut(&stream) else {
+            return;
+        };
+        if !route.downstream.contains_key(&from) {
+            return;
+        }
+        let mut out = Vec::new();
+        let mut budget = MAX_RETRANSMIT_PER_NACK;
+        'ranges: for (first, len) in ranges {
+            for seq in *first..first.saturating_add(u64::from(*len)) {
+                if budget == 0 {
+                    break 'ranges;
+                }
+                budget -= 1;
+                if let Some((_, bytes)) = route.buffer.get(&seq) {
+                    out.push(bytes.clone());
+                }
+            }
+        }
+        route.retransmitted += out.len() as u64;
+        *route.media_out.entry(from).or_default() += out.len() as u64;
+        for payload in out {
+            self.count_tx(from, payload.len(), true);
+            self.transmits.push_back(Transmit { dst: from, payload });
+        }
+    }
+
+    /// When the next NACK of any stream is due.
+    fn next_nack(&self) -> Option<Instant> {
+        self.routes
+            .values()
+            .filter_map(|r| r.missing.values().map(|m| m.next_nack).min())
+            .min()
     }
 
     fn forward(&mut self, stream: u32, bytes: &[u8], except: Option<SocketAddr>) {
@@ -1203,8 +1351,10 @@ impl Node {
 
     /// Sends a local channel's bytes down its tree in chunks of at most 7 TS packets. Every
     /// chunk takes a sequence number even with nobody downstream, so gaps measure real loss.
-    fn publish(&mut self, channel: &str, payload: &[u8]) {
+    fn publish(&mut self, now: Instant, channel: &str, payload: &[u8]) {
         let stream = wire::stream_id(&self.config.id, channel);
+        // The source clock of the playout buffers downstream: µs since this node started.
+        let ts_us = self.micros(now) as u32;
         for chunk in payload.chunks(MAX_MEDIA_PAYLOAD) {
             let Some(route) = self.routes.get_mut(&stream).filter(|r| r.local) else {
                 return;
@@ -1214,7 +1364,8 @@ impl Node {
             route.media_in += 1;
             let mut buf = std::mem::take(&mut self.media_buf);
             buf.clear();
-            wire::encode_media(&mut buf, stream, seq, chunk);
+            wire::encode_media(&mut buf, stream, self.incarnation, seq, ts_us, chunk);
+            route.buffer.insert(seq, (now, buf.clone()));
             self.forward(stream, &buf, None);
             self.media_buf = buf;
         }
@@ -1304,11 +1455,24 @@ impl Node {
                 r.downstream.remove(a);
             }
             let settle = r.settle_at.is_some_and(|t| now >= t);
+            let orphan = r.upstream.is_none()
+                && !r.local
+                && r.state() == RouteState::Active
+                && r.epoch.is_some();
             if upstream_expired || settle || (r.upstream.is_none() && !r.candidates.is_empty()) {
                 self.reselect(now, s, upstream_expired);
             }
             if !expired.is_empty() {
                 self.maybe_deactivate(now, s);
+            }
+            // Still no parent: ask the origin for a new round again (the last ask may be lost).
+            if orphan
+                && let Some(r) = self.routes.get(&s)
+                && r.upstream.is_none()
+                && let Some(e) = r.epoch
+            {
+                let origin = r.origin.clone();
+                self.on_route_request(now, None, origin, e.incarnation, e.seq);
             }
             let Some(r) = self.routes.get_mut(&s) else {
                 continue;
@@ -1321,6 +1485,23 @@ impl Node {
             {
                 r.last_join = Some(now);
                 self.send_reliable(now, up, Message::Join { stream: s });
+            }
+        }
+        // Retransmission buffers keep `retransmit_window` of media; expired gaps are dropped.
+        let window = self.config.retransmit_window;
+        let streams: Vec<u32> = self.routes.keys().copied().collect();
+        for s in &streams {
+            if let Some(r) = self.routes.get_mut(s) {
+                while let Some((_, (t, _))) = r.buffer.first_key_value() {
+                    if now.saturating_duration_since(*t) > window || r.buffer.len() > MAX_BUFFERED {
+                        r.buffer.pop_first();
+                    } else {
+                        break;
+                    }
+                }
+            }
+            if self.routes.get(s).is_some_and(|r| !r.missing.is_empty()) {
+                self.send_nacks(now, *s);
             }
         }
         // Forget streams nobody offers, nobody uses, and we do not originate.
@@ -1419,11 +1600,16 @@ impl Machine for Node {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.init(now);
         let is_neighbour = self.neighbours.contains_key(&from);
-        if let Some((stream, seq)) = wire::peek_media(bytes) {
-            if bytes.len() > wire::MEDIA_HEADER_LEN + MAX_MEDIA_PAYLOAD {
-                self.drops.malformed += 1;
+        let header = match wire::peek(bytes) {
+            wire::Peek::Media(h) => Some(h),
+            wire::Peek::Corrupt => {
+                // Counted as lost: the gap it leaves is recovered by NACK like any other.
+                self.drops.corrupt += 1;
                 return;
             }
+            wire::Peek::Other => None,
+        };
+        if let Some(h) = header {
             if let Some(n) = self.neighbours.get_mut(&from) {
                 n.traffic.media_rx += 1;
                 n.traffic.media_rx_bytes += bytes.len() as u64;
@@ -1431,12 +1617,16 @@ impl Machine for Node {
             if is_neighbour {
                 self.heard_from_neighbour(now, from);
             }
-            self.on_media(now, from, stream, seq, bytes);
+            self.on_media(now, from, h, bytes);
             self.flush_channels(now);
             return;
         }
         let datagram = match Datagram::decode(bytes) {
             Ok(d) => d,
+            Err(wire::DecodeError::BadChecksum) => {
+                self.drops.corrupt += 1;
+                return;
+            }
             Err(_) => {
                 self.drops.malformed += 1;
                 return;
@@ -1476,8 +1666,11 @@ impl Machine for Node {
             }
         } else {
             match datagram {
-                Datagram::Control(Message::Probe { nonce, t_us }) => {
-                    self.on_client_message(now, from, Message::Probe { nonce, t_us });
+                Datagram::Control(m @ (Message::Probe { .. } | Message::Nack { .. })) => {
+                    if let Some(c) = self.clients.get_mut(&from) {
+                        c.last_heard = now;
+                    }
+                    self.on_client_message(now, from, m);
                 }
                 Datagram::Control(_) => self.drops.not_a_neighbour += 1,
                 Datagram::Reliable {
@@ -1539,13 +1732,24 @@ impl Machine for Node {
                 self.routes.remove(&stream);
                 self.next_announce = Some(now);
             }
-            NodeCommand::Publish { channel, payload } => self.publish(&channel, &payload),
+            NodeCommand::Publish { channel, payload } => self.publish(now, &channel, &payload),
         }
         self.flush_channels(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.init(now);
+        if self.next_nack().is_some_and(|t| now >= t) {
+            let due: Vec<u32> = self
+                .routes
+                .iter()
+                .filter(|(_, r)| r.missing.values().any(|m| m.next_nack <= now))
+                .map(|(s, _)| *s)
+                .collect();
+            for s in due {
+                self.send_nacks(now, s);
+            }
+        }
         let due_tick = self.next_tick.is_some_and(|t| now >= t)
             || self.next_ping.is_some_and(|t| now >= t)
             || self.next_announce.is_some_and(|t| now >= t);
@@ -1571,11 +1775,16 @@ impl Machine for Node {
             .chain(self.clients.values().map(|c| &c.channel))
             .flat_map(|c| [c.next_timeout(), c.give_up_at()])
             .flatten();
-        [self.next_tick, self.next_ping, self.next_announce]
-            .into_iter()
-            .flatten()
-            .chain(channels)
-            .min()
+        [
+            self.next_tick,
+            self.next_ping,
+            self.next_announce,
+            self.next_nack(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(channels)
+        .min()
     }
 }
 

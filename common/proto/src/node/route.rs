@@ -82,6 +82,33 @@ pub struct Route {
     pub duplicates: u64,
     /// Media datagrams dropped because they did not come from the chosen upstream.
     pub not_from_upstream: u64,
+    /// Recent media datagrams by sequence number, kept to answer NACKs from downstream.
+    pub buffer: BTreeMap<u64, (Instant, Vec<u8>)>,
+    /// Sequence numbers found missing, being asked for from upstream.
+    pub missing: BTreeMap<u64, Missing>,
+    /// Datagrams re-sent to downstream in answer to NACKs.
+    pub retransmitted: u64,
+    /// NACK datagrams sent upstream.
+    pub nacks_sent: u64,
+    /// Missing datagrams that arrived after a NACK.
+    pub recovered: u64,
+    /// Missing datagrams given up on when their recovery budget ran out.
+    pub unrecovered: u64,
+    /// Origin incarnation of the media being forwarded; a new one restarts the numbering.
+    pub media_incarnation: Option<u32>,
+    /// Incarnations replaced by a newer one: their stragglers are dropped.
+    pub retired_incarnations: Vec<u32>,
+}
+
+/// A media datagram found missing, and the state of asking for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Missing {
+    /// When the gap was seen.
+    pub detected: Instant,
+    /// When to ask (again).
+    pub next_nack: Instant,
+    /// How often it was asked for.
+    pub nacks: u32,
 }
 
 impl Route {
@@ -107,6 +134,14 @@ impl Route {
             media_out: BTreeMap::new(),
             duplicates: 0,
             not_from_upstream: 0,
+            buffer: BTreeMap::new(),
+            missing: BTreeMap::new(),
+            retransmitted: 0,
+            nacks_sent: 0,
+            recovered: 0,
+            unrecovered: 0,
+            media_incarnation: None,
+            retired_incarnations: Vec::new(),
         }
     }
 
@@ -139,6 +174,29 @@ impl Route {
             };
         }
         self.last_media = Some(now);
+    }
+
+    /// Takes note of the origin incarnation of an arriving media datagram. A new incarnation
+    /// (a restarted server numbering from 0 again) resets the sequence window and recovery
+    /// state; one already replaced is refused (false).
+    pub fn accept_incarnation(&mut self, incarnation: u32) -> bool {
+        match self.media_incarnation {
+            Some(i) if i == incarnation => true,
+            _ if self.retired_incarnations.contains(&incarnation) => false,
+            current => {
+                if let Some(old) = current {
+                    self.retired_incarnations.push(old);
+                    if self.retired_incarnations.len() > 8 {
+                        self.retired_incarnations.remove(0);
+                    }
+                }
+                self.media_incarnation = Some(incarnation);
+                self.window = SeqWindow::default();
+                self.buffer.clear();
+                self.missing.clear();
+                true
+            }
+        }
     }
 
     /// Whether `c` cannot lead back through this node: it belongs to a newer round than the

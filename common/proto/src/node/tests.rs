@@ -52,7 +52,9 @@ fn announce(seq: u32, cost_us: u32) -> Vec<u8> {
 fn media(seq: u64) -> Vec<u8> {
     Datagram::Media {
         stream: stream_id("src", "tv"),
+        incarnation: 9,
         seq,
+        ts_us: seq as u32 * 1000,
         payload: &[0x47; 188],
     }
     .encode()

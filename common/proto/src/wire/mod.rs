@@ -14,17 +14,22 @@
 //! | 4 | 1 | flags | bit 0 `AUTH`: an authentication tag ends the datagram (reserved: v1 rejects it); other bits zero |
 //! | 5 | 1 | reserved | zero |
 //!
-//! # Bodies by kind
+//! Every datagram ends with a 4-byte **CRC32C** (Castagnoli, big-endian) of all the bytes
+//! before it. A datagram whose checksum does not match is dropped and counted like a loss
+//! (media is then recovered by NACK like any lost packet).
+//!
+//! # Bodies by kind (between the header and the CRC)
 //!
 //! | kind | layout after the header |
 //! |---|---|
-//! | media `0x01` | stream `u32`, seq `u64`, payload `1..=1316` bytes (at most 7 MPEG-TS packets) |
+//! | media `0x01` | stream `u32`, incarnation `u32` (of the origin process), seq `u64`, ts_us `u32` (source clock, µs, wrapping), payload `1..=1316` bytes (at most 7 MPEG-TS packets) |
 //! | reliable `0x02` | session `u32`, seq `u64`, message |
 //! | ack `0x03` | session `u32` (the acked sender's), count `u8` (1..=64), seq `u64` × count |
 //! | datagram `0x04` | message (sent once, not acknowledged) |
 //!
-//! A media datagram is at most 6 + 12 + 1316 = 1334 bytes of UDP payload: 1362 bytes on the
-//! wire with IPv4 and UDP headers, so it never fragments on a 1500-byte MTU.
+//! A media datagram is at most 6 + 20 + 1316 + 4 = 1346 bytes of UDP payload: 1374 bytes on
+//! the wire with IPv4 and UDP headers, so it never fragments on a 1500-byte MTU. The origin's
+//! incarnation tells a restarted server's packets (numbered from 0 again) from old ones.
 //!
 //! # Messages (a type byte, then the fields)
 //!
@@ -41,6 +46,7 @@
 //! | `0x05` | [`Message::Leave`] | stream `u32` | reliable |
 //! | `0x06` | [`Message::JoinReject`] | stream `u32`, reason `u8` | reliable |
 //! | `0x07` | [`Message::RouteRequest`] | origin `str8`, incarnation `u32`, seq `u32` | datagram |
+//! | `0x08` | [`Message::Nack`] | stream `u32`, count `u8` (1..=64), (first `u64`, len `u16`) × count | datagram |
 //! | `0x10` | [`Message::Probe`] | nonce `u32`, t_us `u64` | datagram |
 //! | `0x11` | [`Message::ProbeReply`] | nonce `u32`, t_us `u64` (echo), channels `u16` | datagram |
 //! | `0x12` | [`Message::ListChannels`] | request `u32` | reliable |
@@ -67,8 +73,14 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 6;
 /// Bytes of media payload in one datagram: 7 MPEG-TS packets of 188 bytes.
 pub const MAX_MEDIA_PAYLOAD: usize = 7 * 188;
-/// Media header: common header, stream id, sequence number.
-pub const MEDIA_HEADER_LEN: usize = HEADER_LEN + 4 + 8;
+/// Media header: common header, stream id, incarnation, sequence number, source timestamp.
+pub const MEDIA_HEADER_LEN: usize = HEADER_LEN + 4 + 4 + 8 + 4;
+/// The CRC32C trailer of every datagram.
+pub const CRC_LEN: usize = 4;
+/// The largest media datagram.
+pub const MAX_MEDIA_DATAGRAM: usize = MEDIA_HEADER_LEN + MAX_MEDIA_PAYLOAD + CRC_LEN;
+/// Most ranges one NACK carries.
+pub const MAX_NACK_RANGES: usize = 64;
 /// Largest datagram any meshcast process sends: keeps every IPv4 packet under 1500 bytes.
 pub const MAX_DATAGRAM: usize = 1400;
 /// Header flag: an authentication tag ends the datagram (reserved for the secure overlay).
@@ -107,6 +119,8 @@ pub enum DecodeError {
     BadField(&'static str),
     /// Bytes left over after the last field.
     TrailingBytes(usize),
+    /// The CRC32C trailer does not match: corrupted in transit.
+    BadChecksum,
 }
 
 impl std::fmt::Display for DecodeError {
@@ -122,6 +136,7 @@ impl std::fmt::Display for DecodeError {
             Self::BadAddressFamily(a) => write!(f, "bad address family {a}"),
             Self::BadField(n) => write!(f, "field {n} out of range"),
             Self::TrailingBytes(n) => write!(f, "{n} trailing bytes"),
+            Self::BadChecksum => write!(f, "checksum mismatch"),
         }
     }
 }
@@ -192,6 +207,8 @@ pub fn stream_id(origin: &str, name: &str) -> u32 {
 pub enum RejectReason {
     /// The upstream has no route to the stream's source.
     NoRoute,
+    /// The joiner is the upstream's own parent: accepting would close a loop.
+    Loop,
     /// A reason this version does not know.
     Other(u8),
 }
@@ -200,12 +217,14 @@ impl RejectReason {
     fn code(self) -> u8 {
         match self {
             Self::NoRoute => 1,
+            Self::Loop => 2,
             Self::Other(c) => c,
         }
     }
     fn from_code(c: u8) -> Self {
         match c {
             1 => Self::NoRoute,
+            2 => Self::Loop,
             c => Self::Other(c),
         }
     }
@@ -302,6 +321,12 @@ pub enum Message {
         incarnation: u32,
         seq: u32,
     },
+    /// Child → parent (or client → PoP): these media packets of `stream` did not arrive;
+    /// each range is `(first seq, count)`.
+    Nack {
+        stream: u32,
+        ranges: Vec<(u64, u16)>,
+    },
     /// Client → PoP RTT probe.
     Probe { nonce: u32, t_us: u64 },
     /// PoP → client answer to a probe.
@@ -370,7 +395,8 @@ pub struct Announce {
 impl Announce {
     /// Bytes this announcement takes as a datagram.
     pub fn encoded_len(&self) -> usize {
-        HEADER_LEN
+        CRC_LEN
+            + HEADER_LEN
             + 1
             + 1
             + self.origin.len()
@@ -412,11 +438,11 @@ pub fn split_channels(fixed: usize, channels: &[ChannelInfo]) -> Vec<Vec<Channel
 
 /// Fixed bytes of an announce datagram besides its channels, for [`split_channels`].
 pub fn announce_fixed_len(origin: &str) -> usize {
-    HEADER_LEN + 1 + 1 + origin.len() + 4 + 4 + 1 + 1 + 4 + 1 + 1
+    HEADER_LEN + 1 + 1 + origin.len() + 4 + 4 + 1 + 1 + 4 + 1 + 1 + CRC_LEN
 }
 
 /// Fixed bytes of a reliable `Channels` datagram besides its channels.
-pub const CHANNELS_FIXED_LEN: usize = HEADER_LEN + 4 + 8 + 1 + 4 + 1 + 1 + 1;
+pub const CHANNELS_FIXED_LEN: usize = HEADER_LEN + 4 + 8 + 1 + 4 + 1 + 1 + 1 + CRC_LEN;
 
 impl Message {
     /// Whether this message type travels on the reliable channel.
@@ -444,6 +470,7 @@ impl Message {
             Self::Leave { .. } => "leave",
             Self::JoinReject { .. } => "join-reject",
             Self::RouteRequest { .. } => "route-request",
+            Self::Nack { .. } => "nack",
             Self::Probe { .. } => "probe",
             Self::ProbeReply { .. } => "probe-reply",
             Self::ListChannels { .. } => "list-channels",
@@ -501,6 +528,16 @@ impl Message {
                 out.put_str8(origin);
                 out.put_u32(*incarnation);
                 out.put_u32(*seq);
+            }
+            Self::Nack { stream, ranges } => {
+                out.put_u8(0x08);
+                out.put_u32(*stream);
+                let n = ranges.len().min(MAX_NACK_RANGES);
+                out.put_u8(n as u8);
+                for (first, len) in &ranges[..n] {
+                    out.put_u64(*first);
+                    out.put_u16(*len);
+                }
             }
             Self::Probe { nonce, t_us } => {
                 out.put_u8(0x10);
@@ -618,6 +655,23 @@ impl Message {
                 incarnation: r.u32()?,
                 seq: r.u32()?,
             },
+            0x08 => {
+                let stream = r.u32()?;
+                let n = r.u8()?;
+                if n == 0 || usize::from(n) > MAX_NACK_RANGES {
+                    return Err(DecodeError::BadField("nack.count"));
+                }
+                let mut ranges = Vec::with_capacity(usize::from(n));
+                for _ in 0..n {
+                    let first = r.u64()?;
+                    let len = r.u16()?;
+                    if len == 0 {
+                        return Err(DecodeError::BadField("nack.len"));
+                    }
+                    ranges.push((first, len));
+                }
+                Self::Nack { stream, ranges }
+            }
             0x10 => Self::Probe {
                 nonce: r.u32()?,
                 t_us: r.u64()?,
@@ -717,7 +771,12 @@ pub enum Datagram<'a> {
     /// A chunk of one stream.
     Media {
         stream: u32,
+        /// Incarnation of the origin process that numbered this packet.
+        incarnation: u32,
         seq: u64,
+        /// The origin's clock when it sent the chunk (µs, wrapping): the playout buffer's
+        /// reference.
+        ts_us: u32,
         payload: &'a [u8],
     },
     /// A control message the receiver must acknowledge and deliver at most once.
@@ -748,14 +807,20 @@ impl Datagram<'_> {
         out
     }
 
-    /// Appends the encoded datagram to `out`.
+    /// Appends the encoded datagram, CRC included, to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
         match self {
             Self::Media {
                 stream,
+                incarnation,
                 seq,
+                ts_us,
                 payload,
-            } => encode_media(out, *stream, *seq, payload),
+            } => {
+                encode_media(out, *stream, *incarnation, *seq, *ts_us, payload);
+                return;
+            }
             Self::Reliable {
                 session,
                 seq,
@@ -780,11 +845,22 @@ impl Datagram<'_> {
                 m.encode_into(out);
             }
         }
+        put_crc(out, start);
     }
 
-    /// Decodes one datagram. Never panics, whatever the bytes.
+    /// Decodes one datagram, checksum first. Never panics, whatever the bytes.
     pub fn decode(bytes: &[u8]) -> Result<Datagram<'_>, DecodeError> {
-        let mut r = Reader::new(bytes);
+        if bytes.len() < HEADER_LEN + CRC_LEN {
+            return Err(DecodeError::Truncated);
+        }
+        if bytes[0..2] != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - CRC_LEN);
+        if crc32c::crc32c(body).to_be_bytes() != crc {
+            return Err(DecodeError::BadChecksum);
+        }
+        let mut r = Reader::new(body);
         let head = r.take(HEADER_LEN)?;
         if head[0..2] != MAGIC {
             return Err(DecodeError::BadMagic);
@@ -798,14 +874,18 @@ impl Datagram<'_> {
         let d = match head[3] {
             KIND_MEDIA => {
                 let stream = r.u32()?;
+                let incarnation = r.u32()?;
                 let seq = r.u64()?;
+                let ts_us = r.u32()?;
                 let payload = r.rest();
                 if payload.is_empty() || payload.len() > MAX_MEDIA_PAYLOAD {
                     return Err(DecodeError::BadField("media.payload"));
                 }
                 Datagram::Media {
                     stream,
+                    incarnation,
                     seq,
+                    ts_us,
                     payload,
                 }
             }
@@ -848,28 +928,112 @@ impl Datagram<'_> {
     }
 }
 
-/// Appends a media datagram to `out` without building a [`Datagram`].
-pub fn encode_media(out: &mut Vec<u8>, stream: u32, seq: u64, payload: &[u8]) {
-    put_header(out, KIND_MEDIA);
-    out.put_u32(stream);
-    out.put_u64(seq);
-    out.extend_from_slice(payload);
+fn put_crc(out: &mut Vec<u8>, start: usize) {
+    let crc = crc32c::crc32c(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
 }
 
-/// Reads the stream id and sequence number of a media datagram without decoding the rest:
-/// the relay's fast path.
-pub fn peek_media(bytes: &[u8]) -> Option<(u32, u64)> {
-    if bytes.len() <= MEDIA_HEADER_LEN
-        || bytes[0..2] != MAGIC
-        || bytes[2] != VERSION
-        || bytes[3] != KIND_MEDIA
-    {
-        return None;
+/// Appends a media datagram, CRC included, to `out` without building a [`Datagram`].
+pub fn encode_media(
+    out: &mut Vec<u8>,
+    stream: u32,
+    incarnation: u32,
+    seq: u64,
+    ts_us: u32,
+    payload: &[u8],
+) {
+    let start = out.len();
+    put_header(out, KIND_MEDIA);
+    out.put_u32(stream);
+    out.put_u32(incarnation);
+    out.put_u64(seq);
+    out.put_u32(ts_us);
+    out.extend_from_slice(payload);
+    put_crc(out, start);
+}
+
+/// The header fields of a media datagram, read without copying its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaHeader {
+    /// Stream id.
+    pub stream: u32,
+    /// Incarnation of the origin process.
+    pub incarnation: u32,
+    /// Sequence number.
+    pub seq: u64,
+    /// Source timestamp (µs, wrapping).
+    pub ts_us: u32,
+}
+
+/// What a received datagram is, at the cost of one checksum: the relay's fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    /// A media datagram with a valid checksum and payload length.
+    Media(MediaHeader),
+    /// A meshcast datagram whose checksum does not match.
+    Corrupt,
+    /// Anything else: decode it with [`Datagram::decode`].
+    Other,
+}
+
+/// Classifies a datagram; media is checked (checksum, length) but not copied.
+pub fn peek(bytes: &[u8]) -> Peek {
+    if bytes.len() < HEADER_LEN + CRC_LEN || bytes[0..2] != MAGIC || bytes[3] != KIND_MEDIA {
+        return Peek::Other;
     }
-    let stream = u32::from_be_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]);
+    let (body, crc) = bytes.split_at(bytes.len() - CRC_LEN);
+    if crc32c::crc32c(body).to_be_bytes() != crc {
+        return Peek::Corrupt;
+    }
+    if bytes[2] != VERSION
+        || bytes[4] != 0
+        || bytes[5] != 0
+        || body.len() <= MEDIA_HEADER_LEN
+        || body.len() > MEDIA_HEADER_LEN + MAX_MEDIA_PAYLOAD
+    {
+        return Peek::Other;
+    }
+    let be32 = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let mut s = [0u8; 8];
-    s.copy_from_slice(&bytes[10..18]);
-    Some((stream, u64::from_be_bytes(s)))
+    s.copy_from_slice(&bytes[14..22]);
+    Peek::Media(MediaHeader {
+        stream: be32(6),
+        incarnation: be32(10),
+        seq: u64::from_be_bytes(s),
+        ts_us: be32(22),
+    })
+}
+
+/// The stream id and sequence number of a valid media datagram, else `None`.
+pub fn peek_media(bytes: &[u8]) -> Option<(u32, u64)> {
+    match peek(bytes) {
+        Peek::Media(h) => Some((h.stream, h.seq)),
+        _ => None,
+    }
+}
+
+/// Adds `seq` (ascending order) to the ranges of a [`Message::Nack`]; false when the ranges
+/// are full and `seq` was not added.
+pub fn add_nack_range(ranges: &mut Vec<(u64, u16)>, seq: u64) -> bool {
+    if let Some((first, len)) = ranges.last_mut()
+        && *first + u64::from(*len) == seq
+        && *len < u16::MAX
+    {
+        *len += 1;
+        return true;
+    }
+    if ranges.len() == MAX_NACK_RANGES {
+        return false;
+    }
+    ranges.push((seq, 1));
+    true
+}
+
+/// The TS payload of a media datagram already classified by [`peek`].
+pub fn media_payload(bytes: &[u8]) -> &[u8] {
+    bytes
+        .get(MEDIA_HEADER_LEN..bytes.len().saturating_sub(CRC_LEN))
+        .unwrap_or(&[])
 }
 
 #[cfg(test)]

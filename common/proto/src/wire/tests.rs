@@ -12,10 +12,64 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// `body` (hex) followed by its CRC32C, as every datagram ends.
+fn with_crc(body: &str) -> Vec<u8> {
+    let mut b = hex(body);
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_be_bytes());
+    b
+}
+
 fn golden(d: Datagram<'_>, expected: &str) {
     let bytes = d.encode();
-    assert_eq!(bytes, hex(expected), "encoding of {d:?}");
+    assert_eq!(bytes, with_crc(expected), "encoding of {d:?}");
     assert_eq!(Datagram::decode(&bytes).expect("decodes"), d);
+}
+
+#[test]
+fn the_checksum_is_crc32c() {
+    // The standard check value of CRC-32C (Castagnoli).
+    assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    let bytes = Datagram::Control(Message::Ping { t_us: 1 }).encode();
+    let n = bytes.len();
+    assert_eq!(
+        &bytes[n - 4..],
+        &crc32c::crc32c(&bytes[..n - 4]).to_be_bytes()
+    );
+}
+
+#[test]
+fn any_flipped_bit_is_caught_by_the_checksum() {
+    let payload = [0x47u8; 188];
+    let good = Datagram::Media {
+        stream: 1,
+        incarnation: 4,
+        seq: 2,
+        ts_us: 3,
+        payload: &payload,
+    }
+    .encode();
+    assert_eq!(
+        peek(&good),
+        Peek::Media(MediaHeader {
+            stream: 1,
+            incarnation: 4,
+            seq: 2,
+            ts_us: 3
+        })
+    );
+    for i in 2..good.len() {
+        for bit in 0..8 {
+            let mut bad = good.clone();
+            bad[i] ^= 1 << bit;
+            // (a flipped kind byte no longer looks like media: peek leaves it to decode)
+            assert!(
+                matches!(peek(&bad), Peek::Corrupt | Peek::Other),
+                "byte {i} bit {bit}"
+            );
+            assert_eq!(Datagram::decode(&bad), Err(DecodeError::BadChecksum));
+        }
+    }
 }
 
 fn chan() -> ChannelInfo {
@@ -37,10 +91,12 @@ fn media_layout_is_header_stream_seq_payload() {
     golden(
         Datagram::Media {
             stream: 0xAABB_CCDD,
+            incarnation: 0x0A0B_0C0D,
             seq: 5,
+            ts_us: 0x0102_0304,
             payload: &[0x47, 1, 2],
         },
-        "4d43 01 01 00 00 aabbccdd 0000000000000005 470102",
+        "4d43 01 01 00 00 aabbccdd 0a0b0c0d 0000000000000005 01020304 470102",
     );
 }
 
@@ -85,6 +141,13 @@ fn every_message_has_a_pinned_layout() {
             format!("03 02 7331 deadbeef 00000004 00 01 000000fa 02 01 {CHAN_HEX}"),
         ),
         (Message::Leave { stream: 1 }, "05 00000001".into()),
+        (
+            Message::Nack {
+                stream: 1,
+                ranges: vec![(5, 2), (9, 1)],
+            },
+            "08 00000001 02 0000000000000005 0002 0000000000000009 0001".into(),
+        ),
         (
             Message::RouteRequest {
                 origin: "s1".into(),
@@ -191,17 +254,24 @@ fn largest_media_datagram_fits_an_ethernet_mtu() {
     let payload = vec![0x47; MAX_MEDIA_PAYLOAD];
     let bytes = Datagram::Media {
         stream: 1,
+        incarnation: 1,
         seq: 1,
+        ts_us: 0,
         payload: &payload,
     }
     .encode();
-    assert_eq!(bytes.len(), 1334);
+    assert_eq!(bytes.len(), 1346);
+    assert_eq!(bytes.len(), MAX_MEDIA_DATAGRAM);
     assert!(bytes.len() + 20 + 8 <= 1500);
-    let too_big = [&bytes[..], &[0x47]].concat();
+    let mut body = bytes[..bytes.len() - 4].to_vec();
+    body.push(0x47);
+    let crc = crc32c::crc32c(&body);
+    body.extend_from_slice(&crc.to_be_bytes());
     assert_eq!(
-        Datagram::decode(&too_big),
+        Datagram::decode(&body),
         Err(DecodeError::BadField("media.payload"))
     );
+    assert_eq!(peek(&body), Peek::Other);
 }
 
 #[test]
@@ -211,25 +281,29 @@ fn foreign_and_future_datagrams_are_rejected_by_reason() {
         Err(DecodeError::BadMagic)
     );
     assert_eq!(
-        Datagram::decode(&hex("4d43 02 01 00 00")),
+        Datagram::decode(&with_crc("4d43 02 01 00 00")),
         Err(DecodeError::UnsupportedVersion(2))
     );
     assert_eq!(
-        Datagram::decode(&hex("4d43 01 09 00 00")),
+        Datagram::decode(&with_crc("4d43 01 09 00 00")),
         Err(DecodeError::UnknownKind(9))
     );
     assert_eq!(
-        Datagram::decode(&hex("4d43 01 04 01 00 01 0000000000000001")),
+        Datagram::decode(&with_crc("4d43 01 04 01 00 01 0000000000000001")),
         Err(DecodeError::UnsupportedFlags(1))
     );
     assert_eq!(
-        Datagram::decode(&hex("4d43 01 04 00 00 01 0000000000000001 ff")),
+        Datagram::decode(&with_crc("4d43 01 04 00 00 01 0000000000000001 ff")),
         Err(DecodeError::TrailingBytes(1))
     );
     // a reliable-only message sent as a plain datagram is refused
     assert_eq!(
-        Datagram::decode(&hex("4d43 01 04 00 00 04 00000001")),
+        Datagram::decode(&with_crc("4d43 01 04 00 00 04 00000001")),
         Err(DecodeError::BadField("datagram.message"))
+    );
+    assert_eq!(
+        Datagram::decode(&with_crc("4d43 01 04 00 00 08 00000001 00")),
+        Err(DecodeError::BadField("nack.count"))
     );
     assert_eq!(Datagram::decode(&[]), Err(DecodeError::Truncated));
 }
@@ -238,11 +312,14 @@ fn foreign_and_future_datagrams_are_rejected_by_reason() {
 fn peek_media_agrees_with_full_decode() {
     let bytes = Datagram::Media {
         stream: 77,
+        incarnation: 3,
         seq: 1 << 40,
+        ts_us: 9,
         payload: &[0x47; 188],
     }
     .encode();
     assert_eq!(peek_media(&bytes), Some((77, 1 << 40)));
+    assert_eq!(media_payload(&bytes), &[0x47; 188][..]);
     assert_eq!(
         peek_media(&Datagram::Control(Message::Ping { t_us: 1 }).encode()),
         None
@@ -348,6 +425,11 @@ fn arb_message() -> impl Strategy<Value = Message> {
             }),
         any::<u32>().prop_map(|stream| Message::Join { stream }),
         any::<u32>().prop_map(|stream| Message::Leave { stream }),
+        (
+            any::<u32>(),
+            prop::collection::vec((any::<u64>(), 1u16..), 1..=MAX_NACK_RANGES)
+        )
+            .prop_map(|(stream, ranges)| Message::Nack { stream, ranges }),
         (arb_name(), any::<u32>(), any::<u32>()).prop_map(|(origin, incarnation, seq)| {
             Message::RouteRequest {
                 origin,
@@ -427,6 +509,7 @@ proptest! {
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..1600)) {
         let _ = Datagram::decode(&bytes);
         let _ = peek_media(&bytes);
+        let _ = media_payload(&bytes);
     }
 
     #[test]
@@ -447,4 +530,19 @@ proptest! {
         let bytes = d.encode();
         prop_assert_eq!(Datagram::decode(&bytes), Ok(d.clone()));
     }
+}
+
+#[test]
+fn nack_ranges_merge_consecutive_numbers_and_stop_when_full() {
+    let mut r = Vec::new();
+    for seq in [3, 4, 5, 9, 10, 20] {
+        assert!(add_nack_range(&mut r, seq));
+    }
+    assert_eq!(r, vec![(3, 3), (9, 2), (20, 1)]);
+    let mut full: Vec<(u64, u16)> = (0..MAX_NACK_RANGES as u64).map(|i| (i * 10, 1)).collect();
+    assert!(!add_nack_range(&mut full, 10_000));
+    assert!(
+        add_nack_range(&mut full, (MAX_NACK_RANGES as u64 - 1) * 10 + 1),
+        "still extends the last"
+    );
 }
