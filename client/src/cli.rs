@@ -48,6 +48,16 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
 
+    /// Playout latency in milliseconds: how long lost packets have to be re-sent before
+    /// the player needs them (more: more loss recovered, more delay).
+    #[arg(long, value_name = "MS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub latency: u64,
+
+    /// Watch at the two best PoPs at once and keep the first copy of each packet: the
+    /// failure of one PoP then costs no packet (twice the traffic to this client).
+    #[arg(long)]
+    pub dual: bool,
+
     /// Seed of the client machine's randomness (default: from the clock and the process id).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,

@@ -14,7 +14,7 @@
 //! closing). 1: no such channel, no PoP answered within [`POP_WAIT`], the PoP never sent its
 //! channel list, no media at all, or an output file failed. (2 is clap's, for bad arguments.)
 
-use crate::net::{client_machine, list_addrs};
+use crate::net::{client_machine_tuned, list_addrs};
 use crate::player::{MediaSink, Offer, Player, PlayerKind};
 use crate::record::{Recorder, write_atomically};
 use anyhow::Context as _;
@@ -46,6 +46,8 @@ pub struct HeadlessOptions {
     pub bind: SocketAddr,
     /// Client machine seed.
     pub seed: u64,
+    /// Playout latency and dual-PoP mode.
+    pub tuning: crate::net::Tuning,
     /// List or watch.
     pub task: Task,
     /// Raw recording of the watched channel.
@@ -450,7 +452,7 @@ async fn session(opts: HeadlessOptions) -> anyhow::Result<u8> {
     if let Task::Watch(c) = &opts.task {
         tx.send(ClientCommand::Watch(c.clone())).await?;
     }
-    let mut machine = client_machine(opts.pops.clone(), opts.seed);
+    let mut machine = client_machine_tuned(opts.pops.clone(), opts.seed, opts.tuning);
     let mut hooks = HeadlessHooks::new(
         opts.task.clone(),
         started,
@@ -537,6 +539,7 @@ fn write_stats(path: Option<&PathBuf>, report: &ViewerReport) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::client_machine;
 
     fn info(name: &str, w: u16, h: u16, fps_milli: u32, kbps: u32) -> ChannelInfo {
         ChannelInfo {

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
                 pops: args.pops.clone(),
                 bind,
                 seed: args.seed(),
+                tuning: tuning(&args),
                 task,
                 record: args.record.clone(),
                 duration: args.duration,
@@ -53,8 +54,8 @@ fn main() -> ExitCode {
                 tracing::warn!("--record, --stats and --duration apply to headless mode only");
             }
             let view = Arc::new(Mutex::new(ClientView::default()));
-            let run =
-                NetHandle::spawn(args.pops.clone(), args.seed(), bind, view).and_then(|net| {
+            let run = NetHandle::spawn(args.pops.clone(), args.seed(), tuning(&args), bind, view)
+                .and_then(|net| {
                     meshcast_client::gui::run(
                         net,
                         args.player.unwrap_or(PlayerChoice::Mpv),
@@ -75,4 +76,12 @@ fn main() -> ExitCode {
 /// Reports a command-line problem clap could not see by itself, like clap does (exit 2).
 fn usage_error(kind: clap::error::ErrorKind, message: &str) -> ! {
     Args::command().error(kind, message).exit()
+}
+
+/// The playout latency and dual-PoP mode the command line asks for.
+fn tuning(args: &meshcast_client::cli::Args) -> meshcast_client::net::Tuning {
+    meshcast_client::net::Tuning {
+        latency: std::time::Duration::from_millis(args.latency),
+        dual: args.dual,
+    }
 }

@@ -222,9 +222,35 @@ impl Hooks<Client> for ViewHooks {
     }
 }
 
+/// How the viewer trades latency for resilience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Playout buffer latency: time left for lost packets to be re-sent.
+    pub latency: Duration,
+    /// Watch at the two best PoPs at once (a PoP failure then costs no packet).
+    pub dual: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            latency: ClientConfig::new(Vec::new(), 0).playout_latency,
+            dual: false,
+        }
+    }
+}
+
 /// The client machine for these PoPs, with the default tuning.
 pub fn client_machine(pops: Vec<SocketAddr>, seed: u64) -> Client {
-    Client::new(ClientConfig::new(pops, seed))
+    client_machine_tuned(pops, seed, Tuning::default())
+}
+
+/// The client machine for these PoPs, tuned.
+pub fn client_machine_tuned(pops: Vec<SocketAddr>, seed: u64, tuning: Tuning) -> Client {
+    let mut config = ClientConfig::new(pops, seed);
+    config.playout_latency = tuning.latency;
+    config.dual_pop = tuning.dual;
+    Client::new(config)
 }
 
 /// The running network thread. Dropping it stops the thread and waits for it.
@@ -246,6 +272,7 @@ impl NetHandle {
     pub fn spawn(
         pops: Vec<SocketAddr>,
         seed: u64,
+        tuning: Tuning,
         bind: SocketAddr,
         view: SharedView,
     ) -> anyhow::Result<NetHandle> {
@@ -270,7 +297,7 @@ impl NetHandle {
         let thread = std::thread::Builder::new()
             .name("meshcast-net".into())
             .spawn(move || {
-                let mut machine = client_machine(pops, seed);
+                let mut machine = client_machine_tuned(pops, seed, tuning);
                 let mut hooks = ViewHooks::new(hooks_view);
                 let stats = runtime.block_on(meshcast_io::run(
                     &mut machine,

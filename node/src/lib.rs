@@ -43,6 +43,10 @@ pub struct OverlayArgs {
     /// changes.
     #[arg(long, value_name = "TOPOLOGY_FILE")]
     pub emulation: Option<PathBuf>,
+    /// Receive every stream from two parents and keep the first copy of each packet, so
+    /// that a parent's failure costs no packet (twice the incoming traffic).
+    #[arg(long)]
+    pub dual_parent: bool,
 }
 
 /// A seed from the process id and the wall clock: distinct per start, which is all session
@@ -786,6 +790,7 @@ latency_ms = 3.0
             stats: None,
             seed: None,
             emulation: None,
+            dual_parent: false,
         };
         assert!(Emulation::from_args(&args).unwrap().is_none());
         let mut hooks = NodeHooks::new(None, Duration::from_secs(1));

@@ -40,7 +40,9 @@ async fn run(Args { overlay: args }: Args) -> anyhow::Result<()> {
             .join(", ")
     );
     let seed = args.seed.unwrap_or_else(meshcast_node::process_seed);
-    let node = Node::new(NodeConfig::new(args.id.clone(), seed));
+    let mut config = NodeConfig::new(args.id.clone(), seed);
+    config.dual_parent = args.dual_parent;
+    let node = Node::new(config);
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tx.send(NodeCommand::SetNeighbours(neighbours)).await?;
     meshcast_node::run(node, addr, rx, args.stats, emulation, shutdown).await

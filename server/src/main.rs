@@ -159,7 +159,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         neighbours.len()
     );
     let seed = o.seed.unwrap_or_else(meshcast_node::process_seed);
-    let node = Node::new(NodeConfig::new(o.id.clone(), seed));
+    let mut config = NodeConfig::new(o.id.clone(), seed);
+    config.dual_parent = o.dual_parent;
+    let node = Node::new(config);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     cmd_tx.send(NodeCommand::SetNeighbours(neighbours)).await?;
 

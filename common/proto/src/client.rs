@@ -52,6 +52,9 @@ pub struct ClientConfig {
     /// Playout buffer latency: how long after its fastest-path arrival time a packet is
     /// played. Missing packets are asked for again (NACK) until then; later ones are skipped.
     pub playout_latency: Duration,
+    /// Watch at the two best PoPs at once and keep the first copy of each packet: the
+    /// failure of one PoP (or of its path) then costs no packet.
+    pub dual_pop: bool,
     /// Hold media back until the first video keyframe, so recordings and players start
     /// decodable. Off only for streams that are not audio/video (benchmarks).
     pub start_at_keyframe: bool,
@@ -76,6 +79,7 @@ impl ClientConfig {
             media_gap_min: Duration::from_millis(150),
             probe_timeout_min: Duration::from_millis(50),
             playout_latency: Duration::from_millis(120),
+            dual_pop: false,
         }
     }
 }
@@ -168,6 +172,8 @@ struct Watch {
     /// Since when the PoP has answered "no such channel" (the answer is only believed after
     /// [`NO_SUCH_CHANNEL_CONFIRM`]: a PoP on a lossy path may not have heard of it yet).
     no_such_since: Option<Instant>,
+    /// In dual mode, the second PoP also watched.
+    backup: Option<SocketAddr>,
     /// Origin incarnation of the media being played, and the ones it replaced.
     incarnation: Option<u32>,
     retired: Vec<u32>,
@@ -306,6 +312,11 @@ impl Client {
         }
     }
 
+    /// The configuration it was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
     /// The PoP in use.
     pub fn selected_pop(&self) -> Option<SocketAddr> {
         self.selected.map(|i| self.pops[i].addr)
@@ -381,11 +392,27 @@ impl Client {
         }
     }
 
+    /// The PoP that carries a second copy in dual mode: the best live PoP besides the one
+    /// in use.
+    fn backup_pop(&self, now: Instant) -> Option<usize> {
+        if !self.config.dual_pop {
+            return None;
+        }
+        let (timeout, probe_min) = (self.config.pop_timeout, self.config.probe_timeout_min);
+        self.pops
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| Some(*i) != self.selected && p.alive(now, timeout, probe_min))
+            .min_by_key(|(i, p)| (p.rtt.srtt(), *i))
+            .map(|(i, _)| i)
+    }
+
     fn send_watch(&mut self, now: Instant, name: &str) {
         let Some(i) = self.selected else {
             return;
         };
         let pop = self.pops[i].addr;
+        let backup = self.backup_pop(now);
         let request = self.rng.next_u32();
         let Some(w) = self.watches.get_mut(name) else {
             return;
@@ -393,13 +420,28 @@ impl Client {
         w.request = request;
         w.pop = Some(pop);
         w.last_sent = Some(now);
-        self.pops[i].channel.send(
-            now,
-            Message::Watch {
-                request,
-                name: name.to_owned(),
-            },
-        );
+        let old_backup = std::mem::replace(&mut w.backup, backup.map(|b| self.pops[b].addr));
+        let watch = Message::Watch {
+            request,
+            name: name.to_owned(),
+        };
+        self.pops[i].channel.send(now, watch.clone());
+        if let Some(b) = backup {
+            self.pops[b].channel.send(now, watch);
+        }
+        // A backup that is no longer one (nor the PoP in use) stops sending.
+        if let Some(old) = old_backup
+            && Some(old) != w.backup
+            && old != pop
+            && let Some(p) = self.pops.iter_mut().find(|p| p.addr == old)
+        {
+            p.channel.send(
+                now,
+                Message::Unwatch {
+                    name: name.to_owned(),
+                },
+            );
+        }
     }
 
     fn list_channels(&mut self, now: Instant) {
@@ -632,6 +674,11 @@ impl Client {
                 else {
                     return;
                 };
+                // The backup PoP's answers do not steer the watch: only its media is used, and
+                // only when it is the same stream.
+                if w.pop != Some(addr) {
+                    return;
+                }
                 let name = name.clone();
                 match status {
                     WatchStatus::Ok => {
@@ -784,6 +831,7 @@ impl Machine for Client {
                         recovered: 0,
                         nacks_sent: 0,
                         no_such_since: None,
+                        backup: None,
                         incarnation: None,
                         retired: Vec::new(),
                         gate: if self.config.start_at_keyframe {
@@ -799,11 +847,10 @@ impl Machine for Client {
                 if let Some(w) = self.watches.get_mut(&name) {
                     w.stats.finish(now);
                     w.stream = None;
-                    if let Some(p) = w
-                        .pop
-                        .and_then(|a| self.pops.iter_mut().find(|p| p.addr == a))
-                    {
-                        p.channel.send(now, Message::Unwatch { name: name.clone() });
+                    for a in [w.pop, w.backup].into_iter().flatten() {
+                        if let Some(p) = self.pops.iter_mut().find(|p| p.addr == a) {
+                            p.channel.send(now, Message::Unwatch { name: name.clone() });
+                        }
                     }
                 }
                 if let Some(report) = self.report(&name) {

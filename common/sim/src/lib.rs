@@ -264,6 +264,17 @@ impl Sim {
         self.by_name.insert(name.to_owned(), idx);
     }
 
+    /// Rebuilds a client that has not started yet with `dual_pop` set: it watches at its two
+    /// best PoPs at once.
+    pub fn set_client_dual(&mut self, name: &str, dual: bool) {
+        let i = self.idx(name);
+        if let HostMachine::Client(c) = &mut self.hosts[i].machine {
+            let mut cfg = c.config().clone();
+            cfg.dual_pop = dual;
+            **c = Client::new(cfg);
+        }
+    }
+
     /// Sets both directions of the link between `a` and `b`. The links keep their state
     /// (datagrams in flight stay in flight, in order).
     pub fn set_link(&mut self, a: SocketAddr, b: SocketAddr, model: LinkModel) {

@@ -205,3 +205,71 @@ fn a_viewer_moves_to_its_other_pop_when_its_pop_crashes() {
     stalls.sort_unstable();
     eprintln!("PoP crash: time to media again after the crash, ms: {stalls:?}");
 }
+
+/// Dual-parent relays and dual-PoP viewers on two disjoint paths: a crash of a viewer's PoP,
+/// or of the relay feeding it, costs the viewer no packet at all.
+#[test]
+fn with_two_parents_a_crash_loses_no_packet() {
+    let t = common::topology("diamond.toml");
+    let stream = stream_id("s1", "tv");
+    for seed in seeds(&[1, 2, 3, 4, 5, 6, 7, 8]) {
+        for victim_is_pop in [true, false] {
+            let _hint = ReplayHint::new(seed, "cargo test -p meshcast-sim --test failures");
+            let mut sim = Sim::from_topology(&t, seed, |c| c.dual_parent = true);
+            let viewers = common::add_viewers(&mut sim, &t);
+            for v in &viewers {
+                sim.set_client_dual(v, true);
+            }
+            sim.add_source("s1", "tv", PPS);
+            sim.run_for(Duration::from_secs(3));
+            common::watch_all(&mut sim, &viewers, "tv");
+            sim.run_for(Duration::from_secs(3));
+            let pop = sim.client("c1").selected_pop().expect("a PoP");
+            let pop_name = sim
+                .node_names()
+                .into_iter()
+                .find(|n| sim.addr(n) == pop)
+                .expect("PoP is a node");
+            let route = &sim.node(&pop_name).routes()[&stream];
+            assert!(
+                route.secondary.is_some(),
+                "seed {seed}: {pop_name} has no second parent: candidates {:?}, advertised {:?}, epoch {:?}",
+                route
+                    .candidates
+                    .values()
+                    .map(|c| (c.epoch.seq, c.advertised_us, c.metric_us))
+                    .collect::<Vec<_>>(),
+                route.advertised,
+                route.epoch
+            );
+            let victim = if victim_is_pop {
+                pop_name.clone()
+            } else {
+                let up = route.upstream.expect("a parent");
+                sim.node(&pop_name)
+                    .neighbour_id(up)
+                    .expect("parent id")
+                    .to_owned()
+            };
+            sim.crash(&victim);
+            sim.run_for(Duration::from_secs(4));
+            for v in &viewers {
+                let r = sim.client(v).report("tv").expect("watching");
+                assert_eq!(
+                    (r.lost_packets, r.continuity_errors),
+                    (0, 0),
+                    "seed {seed}: {v} lost packets when {victim} crashed"
+                );
+                assert!(
+                    r.media_packets > u64::from(PPS) * 6,
+                    "seed {seed}: {v} got {}",
+                    r.media_packets
+                );
+                let stalls: Vec<_> = r.stalls.iter().filter(|s| !s.trailing).collect();
+                assert!(stalls.is_empty(), "seed {seed}: {v} stalled: {stalls:?}");
+            }
+            assert_eq!(check::find_cycle(&sim, stream), None, "seed {seed}");
+            eprintln!("seed {seed}: crashed {victim}: no viewer lost a packet");
+        }
+    }
+}

@@ -80,6 +80,9 @@ pub struct NodeConfig {
     pub probe_timeout_min: Duration,
     /// Media is kept this long to answer NACKs from downstream.
     pub retransmit_window: Duration,
+    /// Receive every stream from two parents (the best two feasible neighbours) and keep
+    /// the first copy of each packet: a parent's failure then costs no packet.
+    pub dual_parent: bool,
     /// A missing datagram is asked for during at least this long (or 4 × the parent's RTT if
     /// more), then given up: it could no longer arrive in time to matter.
     pub recovery_budget_min: Duration,
@@ -108,6 +111,7 @@ impl NodeConfig {
             media_gap_min: Duration::from_millis(100),
             probe_timeout_min: Duration::from_millis(40),
             retransmit_window: Duration::from_secs(1),
+            dual_parent: false,
             recovery_budget_min: Duration::from_millis(30),
         }
     }
@@ -400,6 +404,7 @@ impl Node {
                     local: r.local,
                     state: r.state(),
                     upstream: r.upstream.as_ref().map(name_of),
+                    secondary: r.secondary.as_ref().map(name_of),
                     cost_us: r.cost().map(|c| c.0),
                     hops: r.cost().map(|c| c.1),
                     downstream: r.downstream.keys().map(name_of).collect(),
@@ -570,8 +575,13 @@ impl Node {
             };
             r.candidates.remove(&addr);
             let was_child = r.downstream.remove(&addr).is_some();
+            if r.secondary == Some(addr) {
+                r.secondary = None;
+            }
             if r.upstream == Some(addr) {
                 self.reselect(now, s, true);
+            } else if self.config.dual_parent {
+                self.reselect(now, s, false);
             }
             if was_child {
                 self.maybe_deactivate(now, s);
@@ -715,7 +725,8 @@ impl Node {
             }
             // Re-choose now if the parent's own offer arrived (the usual case) or if there is
             // no parent; otherwise wait for it until settle_at.
-            if route.upstream.is_none() || route.upstream == Some(from) {
+            // In dual-parent mode every offer may change the secondary.
+            if route.upstream.is_none() || route.upstream == Some(from) || self.config.dual_parent {
                 self.reselect(now, ch.stream, false);
             }
         }
@@ -801,7 +812,7 @@ impl Node {
                 && c.expires > now
                 && up.contains(a)
                 && route.rejected.get(a).is_none_or(|until| *until <= now)
-                && route.feasible(c)
+                && route::feasible(route.advertised, c)
         };
         // Near-equal metrics (within 100 µs) count as equal so hop count decides.
         let key = |(a, c): (&SocketAddr, &Candidate)| (c.metric_us / 100, c.hops, *a);
@@ -818,7 +829,13 @@ impl Node {
                 .filter(|x| eligible(*x))
                 .map(|(_, c)| c.metric_us)
         });
+        // The parent is gone but a secondary is already sending: promote it (no gap).
+        let promoted = route
+            .secondary
+            .filter(|s| current.is_none() && Some(*s) != route.upstream)
+            .filter(|s| route.candidates.get_key_value(s).is_some_and(&eligible));
         let choice = match (best, current) {
+            _ if promoted.is_some() => promoted,
             (None, _) => None,
             (Some((b, _)), None) => Some(b),
             (Some((b, bm)), Some(cm)) => {
@@ -840,8 +857,34 @@ impl Node {
                 }
             }
         };
-        if choice != route.upstream {
-            self.change_upstream(now, stream, choice);
+        let secondary = if self.config.dual_parent {
+            // A secondary only adds a copy (duplicates are dropped by the sequence window) and
+            // is promoted only if feasible, so it need not be feasible itself: any current
+            // offer that is not one of our children will do, feasible ones first. Keep the
+            // current one while it qualifies.
+            let usable = |(a, c): (&SocketAddr, &Candidate)| {
+                Some(*a) != choice
+                    && c.expires > now
+                    && up.contains(a)
+                    && route.rejected.get(a).is_none_or(|until| *until <= now)
+                    && !route.downstream.contains_key(a)
+            };
+            route
+                .secondary
+                .filter(|s| route.candidates.get_key_value(s).is_some_and(&usable))
+                .or_else(|| {
+                    route
+                        .candidates
+                        .iter()
+                        .filter(|x| usable(*x))
+                        .min_by_key(|x| (!eligible(*x), key(*x)))
+                        .map(|(a, _)| *a)
+                })
+        } else {
+            None
+        };
+        if choice != route.upstream || secondary != route.secondary {
+            self.set_parents(now, stream, choice, secondary);
         }
     }
 
@@ -888,7 +931,15 @@ impl Node {
         }
     }
 
-    fn change_upstream(&mut self, now: Instant, stream: u32, new: Option<SocketAddr>) {
+    /// Sets the parent and the secondary of `stream`, joining the new ones and leaving the
+    /// old ones while the stream is active.
+    fn set_parents(
+        &mut self,
+        now: Instant,
+        stream: u32,
+        new: Option<SocketAddr>,
+        secondary: Option<SocketAddr>,
+    ) {
         // An active stream left without any loop-free parent: ask its origin for a new round
         // rather than wait up to a whole announce interval for the next one.
         if new.is_none()
@@ -904,20 +955,26 @@ impl Node {
             return;
         };
         let old = route.upstream;
+        let old_set: BTreeSet<SocketAddr> = [old, route.secondary].into_iter().flatten().collect();
+        let new_set: BTreeSet<SocketAddr> = [new, secondary].into_iter().flatten().collect();
         route.upstream = new;
-        route.better_streak = 0;
+        route.secondary = secondary;
+        if old != new {
+            route.better_streak = 0;
+        }
         let active = route.state() == RouteState::Active;
         let channel = route.info.name.clone();
         if active {
             route.last_join = new.map(|_| now);
+            for o in old_set.difference(&new_set) {
+                self.send_reliable(now, *o, Message::Leave { stream });
+            }
+            for n in new_set.difference(&old_set) {
+                self.send_reliable(now, *n, Message::Join { stream });
+            }
         }
-        if active {
-            if let Some(o) = old {
-                self.send_reliable(now, o, Message::Leave { stream });
-            }
-            if let Some(n) = new {
-                self.send_reliable(now, n, Message::Join { stream });
-            }
+        if old == new {
+            return;
         }
         let name = |a: Option<SocketAddr>| a.and_then(|a| self.neighbour_id(a).map(str::to_owned));
         let ev = NodeEvent::UpstreamChanged {
@@ -942,7 +999,11 @@ impl Node {
             && let Some(up) = route.upstream
         {
             route.last_join = Some(now);
+            let secondary = route.secondary;
             self.send_reliable(now, up, Message::Join { stream });
+            if let Some(s) = secondary {
+                self.send_reliable(now, s, Message::Join { stream });
+            }
         }
     }
 
@@ -955,7 +1016,11 @@ impl Node {
             && let Some(up) = route.upstream
             && route.last_join.take().is_some()
         {
+            let secondary = route.secondary;
             self.send_reliable(now, up, Message::Leave { stream });
+            if let Some(s) = secondary {
+                self.send_reliable(now, s, Message::Leave { stream });
+            }
         }
     }
 
@@ -983,6 +1048,14 @@ impl Node {
             Message::Join { stream } => {
                 // Our own parent now takes us as its parent: it can no longer be ours. Refuse,
                 // and choose again without it (it may accept us once it has moved on).
+                if let Some(r) = self.routes.get_mut(&stream)
+                    && r.secondary == Some(from)
+                {
+                    // Our secondary takes us as its parent: it stops being our secondary.
+                    r.rejected.insert(from, now + REJECT_HOLD);
+                    r.secondary = None;
+                    self.reselect(now, stream, false);
+                }
                 let from_parent = self
                     .routes
                     .get(&stream)
@@ -1023,10 +1096,14 @@ impl Node {
                     _ => self.config.route_timeout,
                 };
                 if let Some(r) = self.routes.get_mut(&stream)
-                    && r.upstream == Some(from)
+                    && (r.upstream == Some(from) || r.secondary == Some(from))
                 {
                     r.rejected.insert(from, now + hold);
-                    self.reselect(now, stream, true);
+                    let was_parent = r.upstream == Some(from);
+                    if !was_parent {
+                        r.secondary = None;
+                    }
+                    self.reselect(now, stream, was_parent);
                 }
             }
             // Client-side messages from a neighbour are served like a client's.
@@ -1188,7 +1265,7 @@ impl Node {
             self.drops.unknown_stream += 1;
             return;
         };
-        if route.local || route.upstream != Some(from) {
+        if route.local || (route.upstream != Some(from) && route.secondary != Some(from)) {
             route.not_from_upstream += 1;
             self.drops.not_from_upstream += 1;
             return;
@@ -1484,7 +1561,11 @@ impl Node {
                     .is_none_or(|j| now.saturating_duration_since(j) >= self.config.join_refresh)
             {
                 r.last_join = Some(now);
+                let secondary = r.secondary;
                 self.send_reliable(now, up, Message::Join { stream: s });
+                if let Some(sec) = secondary {
+                    self.send_reliable(now, sec, Message::Join { stream: s });
+                }
             }
         }
         // Retransmission buffers keep `retransmit_window` of media; expired gaps are dropped.
@@ -1871,6 +1952,8 @@ pub struct RouteSnapshot {
     pub state: RouteState,
     /// Parent id.
     pub upstream: Option<String>,
+    /// Second parent id (dual-parent mode).
+    pub secondary: Option<String>,
     /// Path cost to the origin.
     pub cost_us: Option<u64>,
     /// Hops to the origin.

@@ -29,6 +29,15 @@ pub struct Candidate {
     pub expires: Instant,
 }
 
+/// Whether `c` cannot lead back through a node that advertised `advertised`: it belongs to
+/// another round, or its sender advertised less in the same round.
+pub fn feasible(advertised: Option<(Epoch, u64)>, c: &Candidate) -> bool {
+    match advertised {
+        None => true,
+        Some((epoch, cost)) => c.epoch != epoch || c.advertised_us < cost,
+    }
+}
+
 /// Whether a stream flows through this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RouteState {
@@ -53,6 +62,9 @@ pub struct Route {
     pub epoch: Option<Epoch>,
     /// The chosen parent (none for local streams or when unreachable).
     pub upstream: Option<SocketAddr>,
+    /// In dual-parent mode, a second feasible neighbour that also sends the stream; the
+    /// first copy of each packet wins, and it takes over at once if the parent fails.
+    pub secondary: Option<SocketAddr>,
     /// Children and clients, with the instant their join expires.
     pub downstream: BTreeMap<SocketAddr, Instant>,
     /// Neighbours that refused our join (or chose us as their parent), until when.
@@ -120,6 +132,7 @@ impl Route {
             candidates: BTreeMap::new(),
             epoch: None,
             upstream: None,
+            secondary: None,
             downstream: BTreeMap::new(),
             rejected: BTreeMap::new(),
             settle_at: None,
@@ -202,10 +215,7 @@ impl Route {
     /// Whether `c` cannot lead back through this node: it belongs to a newer round than the
     /// one we advertised, or its sender advertised less than we did in the same round.
     pub fn feasible(&self, c: &Candidate) -> bool {
-        match self.advertised {
-            None => true,
-            Some((epoch, cost)) => c.epoch != epoch || c.advertised_us < cost,
-        }
+        feasible(self.advertised, c)
     }
 
     /// Whether media can flow: originated here or a parent is chosen.
