@@ -36,6 +36,7 @@ const CHANNEL: &str = "test-pattern";
 const PORT_RELAY_KILL: u16 = 7200;
 const PORT_POP_KILL: u16 = 7201;
 const PORT_SERVER_RESTART: u16 = 7202;
+const PORT_DUAL: u16 = 7203;
 
 /// The overlay: (id, role, last address octet).
 const MEMBERS: [(&str, &str, u8); 6] = [
@@ -209,12 +210,19 @@ struct Mesh {
     port: u16,
     topo: PathBuf,
     videos: PathBuf,
+    /// Relays run with `--dual-parent` and clients with `--dual`.
+    dual: bool,
 }
 
 impl Mesh {
     /// Starts everything and waits until both PoPs have a route to the channel over either
     /// relay (both paths up).
     fn start(name: &str, port: u16) -> Mesh {
+        Self::start_with(name, port, false)
+    }
+
+    /// [`Mesh::start`], optionally in dual-parent / dual-PoP mode.
+    fn start_with(name: &str, port: u16, dual: bool) -> Mesh {
         assert!(
             have("ffmpeg"),
             "ffmpeg is required (scripts/deps.sh --test installs it)"
@@ -234,6 +242,7 @@ impl Mesh {
             port,
             topo,
             videos,
+            dual,
         };
         mesh.write_topology();
 
@@ -248,6 +257,9 @@ impl Mesh {
             c.args(["--id", n, "--bootstrapper", &mesh.addr("boot")])
                 .arg("--stats")
                 .arg(mesh.stats(n));
+            if dual {
+                c.arg("--dual-parent");
+            }
             mesh.procs.spawn(n, "node", c).expect("node");
         }
         let converged = wait_for(
@@ -358,6 +370,9 @@ impl Mesh {
     fn spawn_client(&mut self, id: &str, pops: &[&str], secs: u64) -> Watch {
         let pops: Vec<String> = pops.iter().map(|p| self.addr(p)).collect();
         let mut c = Command::new(bin("meshcast-client"));
+        if self.dual {
+            c.arg("--dual");
+        }
         c.args(["--headless", "--pops", &pops.join(","), "--watch", CHANNEL])
             .args(["--duration", &secs.to_string()])
             .arg("--record")
@@ -891,4 +906,73 @@ fn server_restart_resumes_the_channel() {
         relapse.is_none_or(|s| s.duration_ms < 1000),
         "media resumed {resume_ms} ms after the respawn, then stopped again: {relapse:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Dual parents: a parent or a PoP crashes and the viewer loses nothing
+
+const DUAL_WATCH_SECS: u64 = 12;
+
+#[test]
+fn with_dual_parents_a_crash_costs_the_viewer_no_packet() {
+    let _serial = serial();
+    for victim_is_pop in [false, true] {
+        let mut mesh = Mesh::start_with("dual", PORT_DUAL, true);
+        let watch = mesh.spawn_client("c1", &["n3", "n4"], DUAL_WATCH_SECS);
+        let log = mesh.log("c1");
+        assert!(
+            wait_for(
+                || selected_pop(&tail(&log, 200)).is_some(),
+                watch.at + Duration::from_secs(10)
+            ),
+            "the client selected no PoP:\n{}",
+            tail(&log, 30)
+        );
+        sleep_until(watch.at + Duration::from_secs(4));
+        let pop = mesh
+            .id_of(&selected_pop(&tail(&log, 200)).expect("selected"))
+            .expect("a PoP of ours");
+        // The PoP's parent, from its fresh stats; it must have a second parent too.
+        let r = mesh
+            .fresh_route(
+                pop,
+                SystemTime::now(),
+                Instant::now() + Duration::from_secs(5),
+            )
+            .expect("the PoP's route");
+        let parent = r["upstream"].as_str().expect("a parent").to_owned();
+        assert!(!r["secondary"].is_null(), "{pop} has no second parent: {r}");
+        let victim: &str = if victim_is_pop {
+            pop
+        } else {
+            RELAYS.iter().find(|n| **n == parent).expect("a relay")
+        };
+        let kill_at_ms = ms(mesh.crash(victim) - watch.at);
+        let viewer = mesh.viewer("c1", watch);
+        eprintln!(
+            "dual: killed {victim} ({}) at {kill_at_ms} ms; lost {} played-packet gaps, \
+             {} continuity errors, largest stall {} ms\n  c1: {}",
+            if victim_is_pop {
+                "the PoP"
+            } else {
+                "the PoP's parent"
+            },
+            viewer.json["lost_packets"],
+            viewer.json["continuity_errors"],
+            viewer.largest_recovered_stall(),
+            viewer.summary()
+        );
+        let (success, lost, cc, largest) = (
+            viewer.success,
+            viewer.json["lost_packets"].as_u64(),
+            viewer.json["continuity_errors"].as_u64(),
+            viewer.largest_recovered_stall(),
+        );
+        let ok = success && lost == Some(0) && cc == Some(0) && largest == 0;
+        mesh.finish(!ok);
+        assert!(success, "the client failed");
+        assert_eq!(lost, Some(0), "packets lost when {victim} crashed");
+        assert_eq!(cc, Some(0), "TS continuity broken when {victim} crashed");
+        assert_eq!(largest, 0, "a stall when {victim} crashed");
+    }
 }

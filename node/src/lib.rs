@@ -594,7 +594,7 @@ pub fn snapshot_json(s: &NodeSnapshot) -> Value {
         "routes": s.routes.iter().map(|r| json!({
             "stream": format!("{:08x}", r.stream), "channel": r.channel, "origin": r.origin,
             "local": r.local, "state": format!("{:?}", r.state).to_lowercase(),
-            "upstream": r.upstream, "cost_us": r.cost_us, "hops": r.hops,
+            "upstream": r.upstream, "secondary": r.secondary, "cost_us": r.cost_us, "hops": r.hops,
             "downstream": r.downstream, "media_in": r.media_in,
             "media_out": r.media_out.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "duplicates": r.duplicates,

@@ -858,16 +858,17 @@ impl Node {
             }
         };
         let secondary = if self.config.dual_parent {
-            // A secondary only adds a copy (duplicates are dropped by the sequence window) and
-            // is promoted only if feasible, so it need not be feasible itself: any current
-            // offer that is not one of our children will do, feasible ones first. Keep the
-            // current one while it qualifies.
+            // The second parent is the best other loop-free offer (never one of our children);
+            // the current one is kept while it qualifies. Offers that are not feasible lead
+            // through nodes farther from the source: taking them would make us their child
+            // and deprive them of us as their own second parent.
             let usable = |(a, c): (&SocketAddr, &Candidate)| {
                 Some(*a) != choice
                     && c.expires > now
                     && up.contains(a)
                     && route.rejected.get(a).is_none_or(|until| *until <= now)
                     && !route.downstream.contains_key(a)
+                    && route::feasible(route.advertised, c)
             };
             route
                 .secondary
@@ -877,7 +878,7 @@ impl Node {
                         .candidates
                         .iter()
                         .filter(|x| usable(*x))
-                        .min_by_key(|x| (!eligible(*x), key(*x)))
+                        .min_by_key(|x| key(*x))
                         .map(|(a, _)| *a)
                 })
         } else {
