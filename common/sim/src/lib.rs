@@ -100,6 +100,8 @@ pub struct Counters {
     pub announces: u64,
     /// Datagrams dropped by link models.
     pub lost: u64,
+    /// Datagrams delivered with a flipped bit.
+    pub corrupted: u64,
     /// The same drops, by reason.
     pub lost_by_reason: BTreeMap<DropReason, u64>,
     seen: BTreeSet<(SocketAddr, SocketAddr, u32, u64)>,
@@ -135,6 +137,8 @@ pub struct Sim {
     sources: Vec<Source>,
     /// Traffic counters, readable by tests.
     pub counters: Counters,
+    /// Fraction of datagrams delivered with a flipped bit.
+    corruption: f64,
     restarts: u64,
 }
 
@@ -158,6 +162,7 @@ impl Sim {
             order: 0,
             sources: Vec::new(),
             counters: Counters::default(),
+            corruption: 0.0,
             restarts: 0,
         }
     }
@@ -483,6 +488,11 @@ impl Sim {
         }
     }
 
+    /// Flips one bit in this fraction of all datagrams (every link, both directions).
+    pub fn set_corruption(&mut self, fraction: f64) {
+        self.corruption = fraction;
+    }
+
     /// Sets the independent random loss of every explicit link (those of the topology,
     /// [`Sim::set_link`] and faults; not the default client links).
     pub fn set_loss_everywhere(&mut self, loss: f64) {
@@ -679,6 +689,13 @@ impl Sim {
             ) {
                 self.counters.announces += 1;
             }
+        }
+        let mut t = t;
+        if self.corruption > 0.0 && self.rng.chance(self.corruption) && t.payload.len() > 6 {
+            // One flipped bit past the header: only the checksum can tell.
+            let i = 6 + self.rng.below(t.payload.len() as u64 - 6) as usize;
+            t.payload[i] ^= 1 << self.rng.below(8);
+            self.counters.corrupted += 1;
         }
         let at = match link.admit(self.now, t.payload.len(), &mut self.rng) {
             Verdict::Deliver(at) => at,

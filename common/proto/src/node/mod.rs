@@ -1832,7 +1832,17 @@ impl Machine for Node {
                 self.send_nacks(now, s);
             }
         }
-        let due_tick = self.next_tick.is_some_and(|t| now >= t)
+        // A reliable message reaching its give-up time is a liveness event too: handle it
+        // when it is due, not at the next tick (the timer would otherwise stay due).
+        let gave_up = self
+            .neighbours
+            .values()
+            .map(|n| &n.channel)
+            .chain(self.clients.values().map(|c| &c.channel))
+            .filter_map(|c| c.give_up_at())
+            .any(|t| t <= now);
+        let due_tick = gave_up
+            || self.next_tick.is_some_and(|t| now >= t)
             || self.next_ping.is_some_and(|t| now >= t)
             || self.next_announce.is_some_and(|t| now >= t);
         if due_tick {

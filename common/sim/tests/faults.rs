@@ -1,0 +1,201 @@
+//! Named faults on simulated overlays: corrupted datagrams, a partition that heals, churn
+//! (relays leaving and coming back), and a loss sweep. Eight seeds each.
+
+mod common;
+
+use meshcast_proto::wire::stream_id;
+use meshcast_sim::seed::{ReplayHint, seeds};
+use meshcast_sim::{LinkModel, Sim, check};
+use std::time::Duration;
+
+const PPS: u32 = 200;
+const SEEDS: [u64; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+
+fn start(topology: &str, seed: u64) -> (Sim, Vec<String>) {
+    let t = common::topology(topology);
+    let mut sim = Sim::from_topology(&t, seed, |_| {});
+    let viewers = common::add_viewers(&mut sim, &t);
+    sim.add_source("s1", "tv", PPS);
+    sim.run_for(Duration::from_secs(3));
+    common::watch_all(&mut sim, &viewers, "tv");
+    (sim, viewers)
+}
+
+/// Media packets each viewer played during the next `d`.
+fn played_during(sim: &mut Sim, viewers: &[String], d: Duration) -> Vec<u64> {
+    let before: Vec<u64> = viewers.iter().map(|v| sim.client_media(v)).collect();
+    sim.run_for(d);
+    viewers
+        .iter()
+        .zip(before)
+        .map(|(v, b)| sim.client_media(v) - b)
+        .collect()
+}
+
+#[test]
+fn corrupted_datagrams_are_recovered_and_never_played() {
+    for seed in seeds(&SEEDS) {
+        let _hint = ReplayHint::new(seed, "cargo test -p meshcast-sim --test faults corrupted");
+        let (mut sim, viewers) = start("e2e.toml", seed);
+        sim.set_corruption(0.02);
+        sim.run_for(Duration::from_secs(15));
+        assert!(
+            sim.counters.corrupted > 100,
+            "seed {seed}: too little corruption to test"
+        );
+        let caught: u64 = sim
+            .node_names()
+            .iter()
+            .map(|n| sim.node(n).drops().corrupt)
+            .sum();
+        for v in &viewers {
+            let r = sim.client(v).report("tv").expect("watching");
+            assert_eq!(
+                r.continuity_errors, 0,
+                "seed {seed}: {v} played a damaged packet"
+            );
+            assert!(
+                r.continuity_index.is_some_and(|c| c >= 0.999),
+                "seed {seed}: {v} continuity {:?}",
+                r.continuity_index
+            );
+            eprintln!(
+                "seed {seed}: {v}: {} corrupted datagrams on the wire, {caught} caught by relays, \
+                 {} by the viewer, {} recovered, continuity {:?}",
+                sim.counters.corrupted, r.corrupt_packets, r.recovered_packets, r.continuity_index
+            );
+        }
+    }
+}
+
+#[test]
+fn a_partition_that_heals_lets_every_viewer_watch_again() {
+    for seed in seeds(&SEEDS) {
+        let _hint = ReplayHint::new(seed, "cargo test -p meshcast-sim --test faults partition");
+        // e2e.toml is a chain: cutting n2–n3 leaves both viewers without any source.
+        let (mut sim, viewers) = start("e2e.toml", seed);
+        sim.run_for(Duration::from_secs(3));
+        sim.partition("n2", "n3");
+        let during = played_during(&mut sim, &viewers, Duration::from_secs(4));
+        assert!(
+            during.iter().all(|p| *p < u64::from(PPS) * 2),
+            "seed {seed}: media crossed the partition: {during:?}"
+        );
+        sim.heal("n2", "n3");
+        // Soft state brings the tree back: within 3 s of the heal every viewer plays again.
+        sim.run_for(Duration::from_secs(3));
+        let after = played_during(&mut sim, &viewers, Duration::from_secs(1));
+        for (v, p) in viewers.iter().zip(&after) {
+            assert!(
+                *p > u64::from(PPS) / 2,
+                "seed {seed}: {v} played {p} packets after the heal"
+            );
+        }
+        assert_eq!(
+            check::find_cycle(&sim, stream_id("s1", "tv")),
+            None,
+            "seed {seed}"
+        );
+        eprintln!(
+            "seed {seed}: partition n2–n3 for 4 s, then healed: viewers play {after:?} packets/s"
+        );
+    }
+}
+
+#[test]
+fn churn_of_relays_leaving_and_returning_keeps_viewers_watching() {
+    let stream = stream_id("s1", "tv");
+    let mut all_stalls = Vec::new();
+    for seed in seeds(&SEEDS) {
+        let _hint = ReplayHint::new(seed, "cargo test -p meshcast-sim --test faults churn");
+        let (mut sim, viewers) = start("mesh-50.toml", seed);
+        sim.run_for(Duration::from_secs(3));
+        // Every 2 s one relay leaves (crash) and the one that left before comes back (restart
+        // with the same id and a fresh state), for 20 s.
+        let relays: Vec<String> = sim.node_names().into_iter().filter(|n| n != "s1").collect();
+        let mut gone: Option<String> = None;
+        for round in 0..10u64 {
+            let victim = relays[((seed * 7 + round * 13) % relays.len() as u64) as usize].clone();
+            if let Some(back) = gone.take() {
+                sim.restart(&back);
+            }
+            if gone.is_none() && sim.node_names().contains(&victim) {
+                sim.crash(&victim);
+                gone = Some(victim);
+            }
+            sim.run_for(Duration::from_secs(2));
+        }
+        if let Some(back) = gone.take() {
+            sim.restart(&back);
+        }
+        sim.run_for(Duration::from_secs(3));
+        let last = played_during(&mut sim, &viewers, Duration::from_secs(1));
+        for (v, p) in viewers.iter().zip(&last) {
+            assert!(
+                *p > u64::from(PPS) / 2,
+                "seed {seed}: {v} played {p} packets in the last second"
+            );
+        }
+        assert_eq!(check::find_cycle(&sim, stream), None, "seed {seed}");
+        let mut worst = 1.0f64;
+        for v in &viewers {
+            let r = sim.client(v).report("tv").expect("watching");
+            worst = worst.min(r.continuity_index.unwrap_or(0.0));
+            all_stalls.extend(
+                r.stalls
+                    .iter()
+                    .filter(|s| !s.trailing)
+                    .map(|s| s.duration_ms),
+            );
+        }
+        assert!(
+            worst >= 0.95,
+            "seed {seed}: a viewer's continuity fell to {worst}"
+        );
+        eprintln!("seed {seed}: 10 relays left and came back; worst viewer continuity {worst:.4}");
+    }
+    all_stalls.sort_unstable();
+    let median = all_stalls.get(all_stalls.len() / 2).copied().unwrap_or(0);
+    eprintln!(
+        "churn: {} stalls, median {median} ms, max {:?} ms",
+        all_stalls.len(),
+        all_stalls.last()
+    );
+    assert!(median < 500, "median stall {median} ms");
+}
+
+#[test]
+fn loss_sweep_from_zero_to_twenty_percent() {
+    for loss in [0.0, 0.02, 0.05, 0.10, 0.15, 0.20] {
+        let mut worst = 1.0f64;
+        for seed in seeds(&[1, 2, 3, 4]) {
+            let _hint = ReplayHint::new(seed, "cargo test -p meshcast-sim --test faults sweep");
+            let t = common::topology("e2e.toml");
+            let mut sim = Sim::from_topology(&t, seed, |_| {});
+            let viewers = common::add_viewers(&mut sim, &t);
+            sim.set_default_link(LinkModel {
+                latency: Duration::from_micros(500),
+                loss,
+                ..LinkModel::default()
+            });
+            sim.set_loss_everywhere(loss);
+            sim.add_source("s1", "tv", PPS);
+            sim.run_for(Duration::from_secs(3));
+            common::watch_all(&mut sim, &viewers, "tv");
+            sim.run_for(Duration::from_secs(10));
+            for v in &viewers {
+                let r = sim.client(v).report("tv").expect("watching");
+                worst = worst.min(r.continuity_index.unwrap_or(0.0));
+            }
+        }
+        eprintln!(
+            "loss {:>4.0} % on every link: worst viewer continuity index {worst:.5}",
+            loss * 100.0
+        );
+        if loss <= 0.05 {
+            assert!(worst >= 0.999, "loss {loss}: continuity {worst}");
+        } else if loss <= 0.10 {
+            assert!(worst >= 0.99, "loss {loss}: continuity {worst}");
+        }
+    }
+}
