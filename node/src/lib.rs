@@ -597,7 +597,8 @@ pub fn snapshot_json(s: &NodeSnapshot) -> Value {
             "upstream": r.upstream, "secondary": r.secondary, "cost_us": r.cost_us, "hops": r.hops,
             "downstream": r.downstream, "media_in": r.media_in,
             "media_out": r.media_out.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "duplicates": r.duplicates,
+            "duplicates": r.duplicates, "retransmitted": r.retransmitted,
+            "nacks_sent": r.nacks_sent, "recovered": r.recovered, "unrecovered": r.unrecovered,
         })).collect::<Vec<_>>(),
         "drops": {
             "malformed": s.drops.malformed, "unknown_stream": s.drops.unknown_stream,

@@ -180,7 +180,21 @@ fn loss_sweep_from_zero_to_twenty_percent() {
             });
             sim.set_loss_everywhere(loss);
             sim.add_source("s1", "tv", PPS);
-            sim.run_for(Duration::from_secs(3));
+            // Under heavy loss announcements take a few rounds to reach the PoPs: watch once
+            // both know the channel (as a viewer would retry a "no such channel").
+            let stream = stream_id("s1", "tv");
+            let known = sim.run_until(Duration::from_secs(20), |s| {
+                ["n4", "n5"].iter().all(|p| {
+                    s.node(p)
+                        .routes()
+                        .get(&stream)
+                        .is_some_and(|r| r.reachable())
+                })
+            });
+            assert!(
+                known,
+                "loss {loss}, seed {seed}: the PoPs never learned the channel"
+            );
             common::watch_all(&mut sim, &viewers, "tv");
             sim.run_for(Duration::from_secs(10));
             for v in &viewers {

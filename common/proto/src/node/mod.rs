@@ -84,7 +84,9 @@ pub struct NodeConfig {
     /// the first copy of each packet: a parent's failure then costs no packet.
     pub dual_parent: bool,
     /// A missing datagram is asked for during at least this long (or 4 × the parent's RTT if
-    /// more), then given up: it could no longer arrive in time to matter.
+    /// more), then given up: it could no longer arrive in time to matter. Relays forward at
+    /// once, so a repair is useful as long as viewers' playout buffers (120 ms by default)
+    /// can still wait for it.
     pub recovery_budget_min: Duration,
 }
 
@@ -112,7 +114,7 @@ impl NodeConfig {
             probe_timeout_min: Duration::from_millis(40),
             retransmit_window: Duration::from_secs(1),
             dual_parent: false,
-            recovery_budget_min: Duration::from_millis(30),
+            recovery_budget_min: Duration::from_millis(100),
         }
     }
 }
@@ -411,6 +413,10 @@ impl Node {
                     media_in: r.media_in,
                     media_out: r.media_out.iter().map(|(a, n)| (name_of(a), *n)).collect(),
                     duplicates: r.duplicates,
+                    retransmitted: r.retransmitted,
+                    nacks_sent: r.nacks_sent,
+                    recovered: r.recovered,
+                    unrecovered: r.unrecovered,
                 })
                 .collect(),
             drops: self.drops.clone(),
@@ -1045,7 +1051,7 @@ impl Node {
                 incarnation,
                 seq,
             } => self.on_route_request(now, Some(from), origin, incarnation, seq),
-            Message::Nack { stream, ranges } => self.on_nack(from, stream, &ranges),
+            Message::Nack { stream, ranges } => self.on_nack(now, from, stream, &ranges),
             Message::Join { stream } => {
                 // Our own parent now takes us as its parent: it can no longer be ours. Refuse,
                 // and choose again without it (it may accept us once it has moved on).
@@ -1166,7 +1172,7 @@ impl Node {
                 }
             }
             Message::Watch { request, name } => self.on_watch(now, from, request, name),
-            Message::Nack { stream, ranges } => self.on_nack(from, stream, &ranges),
+            Message::Nack { stream, ranges } => self.on_nack(now, from, stream, &ranges),
             Message::Unwatch { name } => {
                 let stream = self
                     .clients
@@ -1363,7 +1369,14 @@ impl Node {
     }
 
     /// Re-sends what a downstream asks for, from the retransmission buffer.
-    fn on_nack(&mut self, from: SocketAddr, stream: u32, ranges: &[(u64, u16)]) {
+    fn on_nack(&mut self, now: Instant, from: SocketAddr, stream: u32, ranges: &[(u64, u16)]) {
+        // A packet forwarded to this child less than a round trip ago is still on its way:
+        // sending it again would only make a duplicate.
+        let in_flight = self
+            .neighbours
+            .get(&from)
+            .and_then(|n| n.channel.rtt().srtt())
+            .unwrap_or(Duration::from_millis(2));
         let Some(route) = self.routes.get_mut(&stream) else {
             return;
         };
@@ -1378,7 +1391,9 @@ impl Node {
                     break 'ranges;
                 }
                 budget -= 1;
-                if let Some((_, bytes)) = route.buffer.get(&seq) {
+                if let Some((at, bytes)) = route.buffer.get(&seq)
+                    && now.saturating_duration_since(*at) >= in_flight
+                {
                     out.push(bytes.clone());
                 }
             }
@@ -1977,6 +1992,14 @@ pub struct RouteSnapshot {
     pub media_out: Vec<(String, u64)>,
     /// Duplicates dropped.
     pub duplicates: u64,
+    /// Datagrams re-sent in answer to NACKs.
+    pub retransmitted: u64,
+    /// NACKs sent upstream.
+    pub nacks_sent: u64,
+    /// Missing datagrams that arrived after a NACK.
+    pub recovered: u64,
+    /// Missing datagrams given up on.
+    pub unrecovered: u64,
 }
 
 #[cfg(test)]
