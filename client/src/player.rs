@@ -286,7 +286,7 @@ impl Player {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
-        die_with_parent(&mut cmd);
+        meshcast_io::process::die_with_parent(cmd.as_std_mut());
         let mut child = cmd.spawn().map_err(|source| {
             if source.kind() == io::ErrorKind::NotFound {
                 PlayerError::NotFound {
@@ -392,32 +392,6 @@ fn describe(status: io::Result<std::process::ExitStatus>) -> String {
         Err(e) => e.to_string(),
     }
 }
-
-/// Makes the kernel SIGKILL the child when the forking thread dies, so a crashed or killed
-/// client never leaves a player window behind.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs in the forked child between fork and exec, where only
-    // async-signal-safe calls are allowed: it calls prctl(2) and getppid(2) and builds errors
-    // from raw errno values, without allocating or taking locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect: then nobody would kill us.
-            if libc::getppid() != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
 
 #[cfg(test)]
 mod tests {

@@ -683,7 +683,7 @@ impl Procs {
             .stdout(out)
             .stderr(err)
             .process_group(0);
-        die_with_parent(&mut command);
+        meshcast_io::process::die_with_parent(&mut command);
         let child = command.spawn().map_err(|source| ProcsError::Spawn {
             id: id.to_owned(),
             program: command.get_program().to_string_lossy().into_owned(),
@@ -1057,41 +1057,6 @@ fn send_signal(target: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
-    }
-}
-
-/// Makes the child get SIGKILL when the spawning thread exits.
-#[allow(unsafe_code)]
-fn die_with_parent(command: &mut Command) {
-    let parent = std::process::id() as libc::pid_t;
-    let hook = move || {
-        // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid are async-signal-safe syscalls on
-        // integers; nothing here allocates or takes locks.
-        let (rc, ppid) = unsafe {
-            (
-                libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0 as libc::c_ulong,
-                    0 as libc::c_ulong,
-                    0 as libc::c_ulong,
-                ),
-                libc::getppid(),
-            )
-        };
-        if rc == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        // The lab died between fork and prctl: the signal will never come, so do not start.
-        if ppid != parent {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        Ok(())
-    };
-    // SAFETY: the hook runs in the forked child before exec and only makes the
-    // async-signal-safe calls above; it does not allocate (error values are plain integers).
-    unsafe {
-        command.pre_exec(hook);
     }
 }
 

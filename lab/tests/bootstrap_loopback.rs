@@ -2,8 +2,10 @@
 //! a joined node keeps running when it stops, a node started while it is down keeps asking,
 //! and joins (and links up with its neighbour) once it is back.
 
+mod common;
+
+use common::read_json;
 use meshcast_lab::procs::{Procs, RunDir, locate_binary, log_tail, wait_for};
-use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
@@ -11,10 +13,6 @@ use std::time::{Duration, Instant, SystemTime};
 fn addr(i: u8) -> String {
     let pid = std::process::id();
     format!("127.{}.{}.{i}:7100", 100 + (pid % 100), (pid / 100) % 250)
-}
-
-fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
 /// Whether the node's stats file says neighbour `id` is up.

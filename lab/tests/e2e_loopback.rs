@@ -13,6 +13,9 @@
 //! Needs ffmpeg/ffprobe (installed by `.ci/run`). All traffic stays on 127.0.0.0/8; every
 //! process is killed by PID when the test ends, on every path.
 
+mod common;
+
+use common::{have, read_json, route, subnet};
 use meshcast_lab::procs::{Procs, RunDir, locate_binary, log_tail, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -21,19 +24,6 @@ use std::time::{Duration, Instant};
 
 const WATCH_SECS: u64 = 15;
 const FPS: f64 = 30.0;
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// A loopback /24 of our own, so parallel runs and a running demo do not collide.
-fn subnet() -> (u8, u8) {
-    let pid = std::process::id();
-    (100 + (pid % 100) as u8, ((pid / 100) % 250) as u8)
-}
 
 fn topology(dir: &Path) -> PathBuf {
     let mut t = String::from(
@@ -61,17 +51,6 @@ fn topology(dir: &Path) -> PathBuf {
 fn addr_of(i: u8) -> String {
     let (a, b) = subnet();
     format!("127.{a}.{b}.{i}:7000")
-}
-
-fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
-fn route<'a>(stats: &'a Value, channel: &str) -> Option<&'a Value> {
-    stats["routes"]
-        .as_array()?
-        .iter()
-        .find(|r| r["channel"] == channel)
 }
 
 fn frames(path: &Path) -> u64 {

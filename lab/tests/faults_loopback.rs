@@ -20,9 +20,10 @@
 //!
 //! Needs ffmpeg (installed by `.ci/run`) and `cargo build --bins` first.
 
-use meshcast_lab::procs::{
-    Procs, RunDir, Signal, describe_status, locate_binary, log_tail, wait_for,
-};
+mod common;
+
+use common::{bin, have, read_json, route, subnet};
+use meshcast_lab::procs::{Procs, RunDir, Signal, describe_status, log_tail, wait_for};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -64,34 +65,6 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn bin(name: &str) -> PathBuf {
-    locate_binary(name).unwrap_or_else(|e| panic!("{e} (run `cargo build --bins` first)"))
-}
-
-/// A loopback /24 of our own, so parallel runs and a running demo do not collide.
-fn subnet() -> (u8, u8) {
-    let pid = std::process::id();
-    (100 + (pid % 100) as u8, ((pid / 100) % 250) as u8)
-}
-
-fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
-fn route<'a>(stats: &'a Value, channel: &str) -> Option<&'a Value> {
-    stats["routes"]
-        .as_array()?
-        .iter()
-        .find(|r| r["channel"] == channel)
 }
 
 fn ms(d: Duration) -> u64 {

@@ -21,7 +21,10 @@
 //!
 //! Needs ffmpeg (installed by `.ci/run`) and `cargo build --bins` first.
 
-use meshcast_lab::procs::{Procs, RunDir, describe_status, locate_binary, log_tail, wait_for};
+mod common;
+
+use common::{bin, have, read_json, route, subnet};
+use meshcast_lab::procs::{Procs, RunDir, describe_status, log_tail, wait_for};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -50,34 +53,6 @@ const LINKS: [(&str, &str); 3] = [("s1", "n1"), ("n1", "n2"), ("n2", "n3")];
 /// Processes that emulate their links.
 const OVERLAY: [&str; 4] = ["s1", "n1", "n2", "n3"];
 const RELAYS: [&str; 3] = ["n1", "n2", "n3"];
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn bin(name: &str) -> PathBuf {
-    locate_binary(name).unwrap_or_else(|e| panic!("{e} (run `cargo build --bins` first)"))
-}
-
-/// A loopback /24 of our own, so parallel runs and a running demo do not collide.
-fn subnet() -> (u8, u8) {
-    let pid = std::process::id();
-    (100 + (pid % 100) as u8, ((pid / 100) % 250) as u8)
-}
-
-fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
-fn route<'a>(stats: &'a Value, channel: &str) -> Option<&'a Value> {
-    stats["routes"]
-        .as_array()?
-        .iter()
-        .find(|r| r["channel"] == channel)
-}
 
 fn modified_after(path: &Path, t: SystemTime) -> bool {
     std::fs::metadata(path)

@@ -624,34 +624,6 @@ impl Drop for Supervisor {
     }
 }
 
-/// Sets `PR_SET_PDEATHSIG` = SIGKILL in the child so FFmpeg dies with the
-/// server even if the server is killed without running any destructor.
-/// (The signal fires when the *thread* that spawned the child exits; children
-/// are spawned from Tokio worker threads, which live as long as the runtime.)
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: the closure runs in the forked child before `exec`. It only
-    // makes the `prctl` and `getppid` system calls (async-signal-safe), does
-    // not allocate and takes no lock, as `pre_exec` requires.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect.
-            if libc::getppid() as u32 != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
-
 /// How one child run ended.
 enum RunEnd {
     /// `stop()` was called; the child is dead and reaped.
@@ -751,7 +723,7 @@ async fn run_once(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    die_with_parent(&mut cmd);
+    meshcast_io::process::die_with_parent(cmd.as_std_mut());
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(err) => return RunEnd::SpawnFailed(err),

@@ -10,11 +10,13 @@
 //!   [`Hooks::emulator`].
 //! - [`socket`]: [`bind_udp`] with receive/send buffers large enough for media bursts.
 //! - [`shutdown`]: Ctrl-C / SIGTERM turned into one signal every task can wait on.
+//! - [`process`]: children that die with their parent (FFmpeg, players, lab processes).
 //! - [`logging`]: tracing set-up shared by the binaries.
 
 pub mod driver;
 pub mod emulation;
 pub mod logging;
+pub mod process;
 pub mod shutdown;
 pub mod socket;
 

@@ -5,7 +5,7 @@ mod common;
 
 use meshcast_proto::wire::stream_id;
 use meshcast_sim::seed::{ReplayHint, seeds};
-use meshcast_sim::{LinkModel, Sim, check};
+use meshcast_sim::{Sim, check};
 use std::time::Duration;
 
 const PPS: u32 = 200;
@@ -170,16 +170,7 @@ fn loss_sweep_from_zero_to_twenty_percent() {
         let mut worst = 1.0f64;
         for seed in seeds(&[1, 2, 3, 4]) {
             let _hint = ReplayHint::new(seed, "cargo test -p meshcast-sim --test faults sweep");
-            let t = common::topology("e2e.toml");
-            let mut sim = Sim::from_topology(&t, seed, |_| {});
-            let viewers = common::add_viewers(&mut sim, &t);
-            sim.set_default_link(LinkModel {
-                latency: Duration::from_micros(500),
-                loss,
-                ..LinkModel::default()
-            });
-            sim.set_loss_everywhere(loss);
-            sim.add_source("s1", "tv", PPS);
+            let (mut sim, viewers) = common::lossy_chain(seed, loss, PPS);
             // Under heavy loss announcements take a few rounds to reach the PoPs: watch once
             // both know the channel (as a viewer would retry a "no such channel").
             let stream = stream_id("s1", "tv");

@@ -6,7 +6,6 @@ mod common;
 
 use meshcast_proto::wire::stream_id;
 use meshcast_sim::seed::{ReplayHint, seeds};
-use meshcast_sim::{LinkModel, Sim};
 use std::time::Duration;
 
 const PPS: u32 = 200;
@@ -15,16 +14,7 @@ const PPS: u32 = 200;
 /// returns each viewer's continuity index and the retransmission overhead (re-sent
 /// datagrams / original datagrams, summed over all hops).
 fn run(seed: u64, loss: f64) -> (Vec<(String, f64)>, f64) {
-    let t = common::topology("e2e.toml");
-    let mut sim = Sim::from_topology(&t, seed, |_| {});
-    let viewers = common::add_viewers(&mut sim, &t);
-    sim.set_default_link(LinkModel {
-        latency: Duration::from_micros(500),
-        loss,
-        ..LinkModel::default()
-    });
-    sim.set_loss_everywhere(loss);
-    sim.add_source("s1", "tv", PPS);
+    let (mut sim, viewers) = common::lossy_chain(seed, loss, PPS);
     sim.run_for(Duration::from_secs(3));
     common::watch_all(&mut sim, &viewers, "tv");
     sim.run_for(Duration::from_secs(20));

@@ -41,3 +41,19 @@ pub fn watch_all(sim: &mut Sim, viewers: &[String], channel: &str) {
         sim.client_command(v, ClientCommand::Watch(channel.to_owned()));
     }
 }
+
+/// e2e.toml (s1–n1–n2–n3–{n4,n5}, viewers at n4 and n5) with `loss` on every link, the
+/// viewers' own links included, and a source publishing `pps` datagrams/s; not watching yet.
+pub fn lossy_chain(seed: u64, loss: f64, pps: u32) -> (Sim, Vec<String>) {
+    let t = topology("e2e.toml");
+    let mut sim = Sim::from_topology(&t, seed, |_| {});
+    let viewers = add_viewers(&mut sim, &t);
+    sim.set_default_link(LinkModel {
+        latency: Duration::from_micros(500),
+        loss,
+        ..LinkModel::default()
+    });
+    sim.set_loss_everywhere(loss);
+    sim.add_source("s1", "tv", pps);
+    (sim, viewers)
+}
