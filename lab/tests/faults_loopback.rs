@@ -22,8 +22,8 @@
 
 mod common;
 
-use common::{bin, have, read_json, route, subnet};
-use meshcast_lab::procs::{Procs, RunDir, Signal, describe_status, log_tail, wait_for};
+use common::{bin, have, processes_in_groups, read_json, route, subnet, tail};
+use meshcast_lab::procs::{Procs, RunDir, Signal, describe_status, wait_for};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -414,7 +414,7 @@ impl Mesh {
     /// How long after our spawn instant the client logged its first line (it makes the watch
     /// request right after), from the log's UTC timestamp; 0 if the log cannot be parsed.
     fn client_start_latency_ms(&self, id: &str, watch: Watch) -> u64 {
-        let text = plain(&std::fs::read_to_string(self.log(id)).unwrap_or_default());
+        let text = std::fs::read_to_string(self.log(id)).unwrap_or_default();
         let Some(logged) = text
             .lines()
             .filter(|l| !l.starts_with("==="))
@@ -455,32 +455,6 @@ impl Mesh {
     }
 }
 
-/// `text` without ANSI escape sequences (the binaries colour their log lines).
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // ESC [ parameters final-byte
-            if chars.next() == Some('[') {
-                for f in chars.by_ref() {
-                    if ('@'..='~').contains(&f) {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The last `lines` lines of `id`'s log, without colours.
-fn tail(path: &Path, lines: usize) -> String {
-    plain(&log_tail(path, lines))
-}
-
 /// Seconds since the Unix epoch of a tracing line starting `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 fn parse_log_time(line: &str) -> Option<f64> {
     let stamp = line.split_whitespace().next()?.strip_suffix('Z')?;
@@ -502,38 +476,6 @@ fn parse_log_time(line: &str) -> Option<f64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some(days as f64 * 86_400.0 + hh * 3600.0 + mm * 60.0 + ss)
-}
-
-/// Every live process whose process group is one of `groups`, as "pid (cmdline)".
-fn processes_in_groups(groups: &BTreeSet<i64>) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<i64>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let dead = fields
-            .first()
-            .is_some_and(|s| matches!(*s, "Z" | "X" | "x"));
-        let pgrp = fields.get(2).and_then(|g| g.parse::<i64>().ok());
-        if !dead && pgrp.is_some_and(|g| groups.contains(&g)) {
-            let cmd = std::fs::read(entry.path().join("cmdline"))
-                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-                .unwrap_or_default();
-            found.push(format!("{pid} ({})", cmd.trim()));
-        }
-    }
-    found
 }
 
 fn median(values: &[u64]) -> u64 {
@@ -905,16 +847,20 @@ fn with_dual_parents_a_crash_costs_the_viewer_no_packet() {
         let pop = mesh
             .id_of(&selected_pop(&tail(&log, 200)).expect("selected"))
             .expect("a PoP of ours");
-        // The PoP's parent, from its fresh stats; it must have a second parent too.
-        let r = mesh
-            .fresh_route(
-                pop,
-                SystemTime::now(),
-                Instant::now() + Duration::from_secs(5),
-            )
-            .expect("the PoP's route");
+        // The PoP's parent, from its stats once it also has a second parent (a join refused
+        // during start-up is retried at the next round, so allow a few seconds).
+        let mut r = Value::Null;
+        let has_two = wait_for(
+            || {
+                r = read_json(&mesh.stats(pop))
+                    .and_then(|s| route(&s, CHANNEL).cloned())
+                    .unwrap_or(Value::Null);
+                !r["upstream"].is_null() && !r["secondary"].is_null()
+            },
+            Instant::now() + Duration::from_secs(5),
+        );
+        assert!(has_two, "{pop} has no second parent: {r}");
         let parent = r["upstream"].as_str().expect("a parent").to_owned();
-        assert!(!r["secondary"].is_null(), "{pop} has no second parent: {r}");
         let victim: &str = if victim_is_pop {
             pop
         } else {

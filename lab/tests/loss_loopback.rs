@@ -23,8 +23,8 @@
 
 mod common;
 
-use common::{bin, have, read_json, route, subnet};
-use meshcast_lab::procs::{Procs, RunDir, describe_status, log_tail, wait_for};
+use common::{bin, have, processes_in_groups, read_json, route, subnet, tail};
+use meshcast_lab::procs::{Procs, RunDir, describe_status, wait_for};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -70,66 +70,6 @@ fn pct(part: u64, whole: u64) -> f64 {
     } else {
         100.0 * part as f64 / whole as f64
     }
-}
-
-/// `text` without ANSI escape sequences (the binaries colour their log lines).
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.next() == Some('[') {
-                for f in chars.by_ref() {
-                    if ('@'..='~').contains(&f) {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    plain(&log_tail(path, lines))
-}
-
-/// Every live process whose process group is one of `groups`, as "pid (cmdline)".
-fn processes_in_groups(groups: &BTreeSet<i64>) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i64>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // Fields after "(comm)": state, ppid, pgrp, …
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let dead = fields
-            .first()
-            .is_some_and(|s| matches!(*s, "Z" | "X" | "x"));
-        let pgrp = fields.get(2).and_then(|g| g.parse::<i64>().ok());
-        if !dead && pgrp.is_some_and(|g| groups.contains(&g)) {
-            let cmd = std::fs::read(entry.path().join("cmdline"))
-                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-                .unwrap_or_default();
-            found.push(format!("{pid} ({})", cmd.trim()));
-        }
-    }
-    found
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,7 +269,7 @@ fn loss_run(name: &str, port: u16, loss: f64, min_continuity: f64) -> Vec<String
         })
         .collect();
     for (id, line) in &expected_lines {
-        let log = plain(&std::fs::read_to_string(mesh.log(id)).unwrap_or_default());
+        let log = std::fs::read_to_string(mesh.log(id)).unwrap_or_default();
         match log.lines().find(|l| l.contains(line.as_str())) {
             Some(l) => eprintln!("{label}: {id}: {}", l.trim()),
             None => failures.push(format!("{id} never logged \"{line}: …\"")),

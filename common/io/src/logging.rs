@@ -1,6 +1,8 @@
 //! Logging set-up shared by the binaries: human-readable lines on stderr, filtered by
-//! `MESHCAST_LOG` (or `RUST_LOG`), default `info`.
+//! `MESHCAST_LOG` (or `RUST_LOG`), default `info`; coloured only on a terminal, so log files
+//! (the lab's, CI's) hold plain text.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the subscriber with `default` as the filter when neither variable is set.
@@ -12,5 +14,6 @@ pub fn init(default: &str) {
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

@@ -2,8 +2,9 @@
 
 #![allow(dead_code)]
 
-use meshcast_lab::procs::locate_binary;
+use meshcast_lab::procs::{locate_binary, log_tail};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -37,4 +38,41 @@ pub fn route<'a>(stats: &'a Value, channel: &str) -> Option<&'a Value> {
         .as_array()?
         .iter()
         .find(|r| r["channel"] == channel)
+}
+
+/// The last `lines` lines of a log file (the binaries write plain text to files).
+pub fn tail(path: &Path, lines: usize) -> String {
+    log_tail(path, lines)
+}
+
+/// Every live process whose process group is one of `groups`, as "pid (cmdline)".
+pub fn processes_in_groups(groups: &BTreeSet<i64>) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i64>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let dead = fields
+            .first()
+            .is_some_and(|s| matches!(*s, "Z" | "X" | "x"));
+        let pgrp = fields.get(2).and_then(|g| g.parse::<i64>().ok());
+        if !dead && pgrp.is_some_and(|g| groups.contains(&g)) {
+            let cmd = std::fs::read(entry.path().join("cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            found.push(format!("{pid} ({})", cmd.trim()));
+        }
+    }
+    found
 }
