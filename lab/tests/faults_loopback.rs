@@ -299,17 +299,11 @@ impl Mesh {
     }
 
     fn dump(&self, ids: &[&str], lines: usize) -> String {
-        ids.iter()
-            .map(|id| format!("--- {id} log\n{}\n", tail(&self.log(id), lines)))
-            .collect()
+        common::dump(self.procs.run_dir(), ids, lines)
     }
 
     fn neighbour_up(&self, node: &str, neighbour: &str) -> bool {
-        read_json(&self.stats(node)).is_some_and(|s| {
-            s["neighbours"]
-                .as_array()
-                .is_some_and(|ns| ns.iter().any(|n| n["id"] == neighbour && n["up"] == true))
-        })
+        common::neighbour_up(&self.stats(node), neighbour)
     }
 
     /// The node's route to the channel, from a stats file written after `since`.

@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{bin, have, processes_in_groups, read_json, route, subnet, tail};
+use common::{bin, have, processes_in_groups, read_json, route, subnet};
 use meshcast_lab::procs::{Procs, RunDir, describe_status, wait_for};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -183,17 +183,11 @@ impl Mesh {
     }
 
     fn dump(&self, ids: &[&str], lines: usize) -> String {
-        ids.iter()
-            .map(|id| format!("--- {id} log\n{}\n", tail(&self.log(id), lines)))
-            .collect()
+        common::dump(self.procs.run_dir(), ids, lines)
     }
 
     fn neighbour_up(&self, node: &str, neighbour: &str) -> bool {
-        read_json(&self.stats(node)).is_some_and(|s| {
-            s["neighbours"]
-                .as_array()
-                .is_some_and(|ns| ns.iter().any(|n| n["id"] == neighbour && n["up"] == true))
-        })
+        common::neighbour_up(&self.stats(node), neighbour)
     }
 
     /// Stops every process and checks that nothing of any process group the mesh started is

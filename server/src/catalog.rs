@@ -374,7 +374,24 @@ impl Watcher {
                 _ = ticker.tick() => {}
                 _ = tx.closed() => return,
             }
-            match self.poll() {
+            // Directory reads block (a slow or network filesystem can take seconds): poll on
+            // the blocking pool, never on the runtime that also drives the node.
+            let polled = tokio::task::spawn_blocking(move || {
+                let events = self.poll();
+                (self, events)
+            })
+            .await;
+            let events = match polled {
+                Ok((watcher, events)) => {
+                    self = watcher;
+                    events
+                }
+                Err(err) => {
+                    tracing::error!(%err, "the videos directory watcher failed");
+                    return;
+                }
+            };
+            match events {
                 Ok(events) => {
                     for event in events {
                         tracing::info!(dir = %self.dir.display(), ?event, "catalogue changed");

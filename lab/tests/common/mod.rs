@@ -76,3 +76,19 @@ pub fn processes_in_groups(groups: &BTreeSet<i64>) -> Vec<String> {
     }
     found
 }
+
+/// Whether the node's stats file says `neighbour` is up.
+pub fn neighbour_up(stats: &Path, neighbour: &str) -> bool {
+    read_json(stats).is_some_and(|s| {
+        s["neighbours"]
+            .as_array()
+            .is_some_and(|ns| ns.iter().any(|n| n["id"] == neighbour && n["up"] == true))
+    })
+}
+
+/// The last `lines` lines of each of `ids`' logs in `run`, for a failure message.
+pub fn dump(run: &meshcast_lab::procs::RunDir, ids: &[&str], lines: usize) -> String {
+    ids.iter()
+        .map(|id| format!("--- {id} log\n{}\n", tail(&run.log_file(id), lines)))
+        .collect()
+}
