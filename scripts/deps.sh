@@ -2,7 +2,8 @@
 # Checks that the programs meshcast runs are installed, and installs the missing ones.
 #
 #   scripts/deps.sh          ffmpeg, ffprobe, mpv (what the demo needs)
-#   scripts/deps.sh --test   also xvfb-run and xauth (GUI tests without a display)
+#   scripts/deps.sh --test   also xvfb-run and xauth (GUI tests without a display), ip
+#                            (namespace tests) and python3 (checks the Mininet export)
 #
 # Quiet and exit 0 when everything is present. Otherwise, as root: apt-get update (once) and
 # apt-get install of the missing packages; as another user: prints the install line, exit 1.
@@ -16,7 +17,7 @@ usage() {
 wanted=(ffmpeg:ffmpeg ffprobe:ffmpeg mpv:mpv)
 case "${1:-}" in
     "") ;;
-    --test) wanted+=(xvfb-run:xvfb xauth:xauth) ;;
+    --test) wanted+=(xvfb-run:xvfb xauth:xauth ip:iproute2 python3:python3) ;;
     -h | --help) usage; exit 0 ;;
     *) echo "deps.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
 esac

@@ -1,12 +1,17 @@
-//! `meshcast-lab`: brings a topology up as real processes on this machine.
+//! `meshcast-lab`: topology files as reproducible experiments on this machine.
 //!
-//! - `meshcast-lab up TOPOLOGY`: validate, clean up leftovers of crashed runs, start the
-//!   bootstrapper, the servers, the nodes and the clients, print what runs where, wait for
-//!   Ctrl-C / `--duration` / the headless clients, stop everything, print the clients' stats.
-//! - `meshcast-lab cleanup`: stop leftovers of crashed runs.
+//! - `meshcast-lab up TOPOLOGY [--netns]`: validate, clean up leftovers of crashed runs, start
+//!   the bootstrapper, the servers, the nodes and the clients (on loopback, or one network
+//!   namespace per host), print what runs where, wait for Ctrl-C / `--duration` / the headless
+//!   clients, stop everything, print the clients' stats.
+//! - `meshcast-lab run SCENARIO... [--netns]`: run scenarios (timeline, faults, expectations),
+//!   write results (JSON, CSV), print the summary table; exit 1 if an expectation failed.
+//! - `meshcast-lab report`: regenerate `report/` from the saved results.
+//! - `meshcast-lab import FILE` / `export --core|--mininet TOPOLOGY`: CORE and Mininet interop.
+//! - `meshcast-lab cleanup`: stop leftovers of crashed runs (processes and namespaces).
 //!
-//! Exit codes: 0 success; 1 failure (or a headless client that did not exit 0); 2 the topology
-//! file is invalid (nothing was started).
+//! Exit codes: 0 success; 1 failure (an expectation, or a headless client that did not exit
+//! 0); 2 an input file is invalid (nothing was started).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,11 +20,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use meshcast_lab::mesh::{self, Bins, ClientLaunch, ClientMode, Mesh, MeshSetup, StopSignals};
 use meshcast_lab::procs::{self, Exited, Procs, RunDir};
-use meshcast_lab::ready;
 use meshcast_lab::report::{self, ClientSummary, Row};
-use meshcast_topology::{ClientSpec, NodeSpec, Role, Topology};
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use meshcast_lab::results::{self, RunResult};
+use meshcast_lab::runner::{self, Outcome, Placement, RunOptions};
+use meshcast_lab::scenario::{Scenario, ScenarioError};
+use meshcast_lab::{document, interop, underlay};
+use meshcast_topology::{NodeSpec, Topology};
 use tokio::time::Instant;
 
 /// How long the bootstrapper gets to bind its address.
@@ -37,7 +45,8 @@ const DEFAULT_CLIENT_SECS: u64 = 30;
 #[command(
     name = "meshcast-lab",
     version,
-    about = "Bring a meshcast topology up as real processes on this machine"
+    about = "Topology files as reproducible experiments: run meshcast topologies and scenarios on \
+             this machine, write results and the report, convert CORE and Mininet files"
 )]
 struct Cli {
     /// Directory holding the run directories and the list of live runs (`.active`)
@@ -51,7 +60,15 @@ struct Cli {
 enum Cmd {
     /// Start every process of a topology, wait, then stop them all
     Up(UpArgs),
-    /// Stop the leftovers of crashed lab runs and exit
+    /// Run scenarios: timeline, faults, measurements, expectations
+    Run(RunArgs),
+    /// Regenerate report/ (README.md and plots) from saved results
+    Report(document::ReportArgs),
+    /// Convert a CORE .imn file or a neighbour map into a meshcast topology
+    Import(interop::ImportArgs),
+    /// Write a topology as a CORE .imn file or a Mininet script
+    Export(interop::ExportArgs),
+    /// Stop the leftovers of crashed lab runs (processes, namespaces) and exit
     Cleanup,
     /// Run COMMAND under the lab's supervision until SIGINT/SIGTERM (tests the supervisor)
     #[command(hide = true)]
@@ -75,15 +92,41 @@ struct UpArgs {
     /// Clients to start for the topology's [[client]] entries [default: gui when DISPLAY or
     /// WAYLAND_DISPLAY is set, else headless]
     #[arg(long, value_enum)]
-    clients: Option<ClientMode>,
+    clients: Option<CliClientMode>,
     /// Stop after SECS seconds. Headless clients record for SECS-5 seconds (SECS/2 when SECS
     /// <= 10); without it they record for 30 s and the lab stops when they are done
     #[arg(long, value_name = "SECS")]
     duration: Option<u64>,
+    /// One Linux network namespace per host, with veth links (root): the topology's underlay,
+    /// or one LAN when it has none
+    #[arg(long)]
+    netns: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Scenario files, such as scenarios/relay-failure.toml (run one after the other)
+    #[arg(required = true)]
+    scenarios: Vec<PathBuf>,
+    /// One Linux network namespace per host (root)
+    #[arg(long)]
+    netns: bool,
+    /// Directory of videos the servers stream [default: a test pattern]
+    #[arg(long, value_name = "DIR")]
+    videos: Option<PathBuf>,
+    /// Also save each run's summary as DIR/<scenario>[@netns][@variant].json (what `report` reads)
+    #[arg(long, value_name = "DIR")]
+    save_to: Option<PathBuf>,
+    /// Skip checking recordings with `ffmpeg -xerror`
+    #[arg(long)]
+    no_decode_check: bool,
+    /// Print event lines instead of a progress bar
+    #[arg(long)]
+    no_progress: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum ClientMode {
+enum CliClientMode {
     /// One meshcast-client window per [[client]]
     Gui,
     /// meshcast-client --headless, recording to RUN_DIR/<id>.ts with stats
@@ -92,13 +135,12 @@ enum ClientMode {
     None,
 }
 
-impl ClientMode {
-    fn detect() -> ClientMode {
-        let set = |var| std::env::var_os(var).is_some_and(|v| !v.is_empty());
-        if set("DISPLAY") || set("WAYLAND_DISPLAY") {
-            ClientMode::Gui
-        } else {
-            ClientMode::Headless
+impl From<CliClientMode> for ClientMode {
+    fn from(m: CliClientMode) -> ClientMode {
+        match m {
+            CliClientMode::Gui => ClientMode::Gui,
+            CliClientMode::Headless => ClientMode::Headless,
+            CliClientMode::None => ClientMode::None,
         }
     }
 }
@@ -108,6 +150,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Up(args) => up(&cli.runs_root, args),
+        Cmd::Run(args) => run(&cli.runs_root, args),
+        Cmd::Report(args) => document::report(&args),
+        Cmd::Import(args) => interop::import(&args),
+        Cmd::Export(args) => interop::export(&args),
         Cmd::Cleanup => cleanup(&cli.runs_root),
         Cmd::Hold { command } => hold(&cli.runs_root, command),
     };
@@ -126,29 +172,59 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the tokio runtime")
 }
 
-fn cleanup(runs_root: &Path) -> Result<ExitCode> {
+/// Stops leftovers of crashed runs: processes by PID, then their namespaces.
+fn cleanup_stale(runs_root: &Path, quiet: bool) -> Result<()> {
     let report = procs::cleanup_stale(runs_root)
         .with_context(|| format!("cannot clean up runs under {}", runs_root.display()))?;
     for record in &report.killed {
-        println!(
+        let line = format!(
             "stopped {} ({}, pid {}) of a crashed run",
             record.id, record.role, record.pid
         );
+        if quiet {
+            tracing::warn!("{line}");
+        } else {
+            println!("{line}");
+        }
     }
-    for record in &report.spared {
+    if !quiet {
+        for record in &report.spared {
+            println!(
+                "left pid {} alone: it no longer runs {} ({})",
+                record.pid, record.id, record.role
+            );
+        }
+        for dir in &report.live_runs {
+            println!("still running: {}", dir.display());
+        }
+    }
+    for dir in &report.stale_runs {
+        match underlay::cleanup_stale(dir) {
+            Ok(removed) => {
+                for ns in removed {
+                    let line = format!("deleted namespace {ns} of a crashed run");
+                    if quiet {
+                        tracing::warn!("{line}");
+                    } else {
+                        println!("{line}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("{}: {e:#}", dir.display()),
+        }
+    }
+    if !quiet {
         println!(
-            "left pid {} alone: it no longer runs {} ({})",
-            record.pid, record.id, record.role
+            "cleaned up {} stale run(s), stopped {} process(es)",
+            report.stale_runs.len(),
+            report.killed.len()
         );
     }
-    for dir in &report.live_runs {
-        println!("still running: {}", dir.display());
-    }
-    println!(
-        "cleaned up {} stale run(s), stopped {} process(es)",
-        report.stale_runs.len(),
-        report.killed.len()
-    );
+    Ok(())
+}
+
+fn cleanup(runs_root: &Path) -> Result<ExitCode> {
+    cleanup_stale(runs_root, false)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -167,28 +243,164 @@ fn hold(runs_root: &Path, command: Vec<String>) -> Result<ExitCode> {
     })
 }
 
+/// Where a run's processes go: loopback, or namespaces (created now, in `run_dir`).
+fn placement(topology: Topology, netns: bool, run_dir: &Path) -> Result<Placement> {
+    if netns {
+        underlay::netns_placement(topology, run_dir)
+    } else {
+        Ok(runner::loopback_placement(topology))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// run
+
+fn run(runs_root: &Path, args: RunArgs) -> Result<ExitCode> {
+    // Every file is checked before anything starts.
+    let mut scenarios = Vec::new();
+    let mut invalid = false;
+    for path in &args.scenarios {
+        match Scenario::load(path) {
+            Ok(s) => scenarios.push(s),
+            Err(e @ (ScenarioError::Invalid(_) | ScenarioError::Topology { .. })) => {
+                eprintln!("meshcast-lab: invalid scenario, nothing started:\n{e}");
+                invalid = true;
+            }
+            Err(e) => {
+                eprintln!("meshcast-lab: {e}");
+                invalid = true;
+            }
+        }
+    }
+    if invalid {
+        return Ok(ExitCode::from(2));
+    }
+    if args.netns {
+        underlay::available().context("--netns")?;
+    }
+    if let Some(videos) = &args.videos
+        && !videos.is_dir()
+    {
+        bail!("--videos {}: not a directory", videos.display());
+    }
+    cleanup_stale(runs_root, true)?;
+    let opts = RunOptions {
+        runs_root: runs_root.to_owned(),
+        videos: args.videos.clone(),
+        netns: args.netns,
+        save_to: args.save_to.clone(),
+        decode_check: !args.no_decode_check,
+        progress: !args.no_progress,
+    };
+    let started = std::time::Instant::now();
+    let results: Vec<RunResult> = runtime()?.block_on(async {
+        let mut stop = StopSignals::install()?;
+        let mut results = Vec::new();
+        for scenario in &scenarios {
+            let variants: Vec<Option<f64>> = match &scenario.sweep {
+                Some(sweep) => sweep.loss.iter().copied().map(Some).collect(),
+                None => vec![None],
+            };
+            for variant in variants {
+                let outcome = runner::run_once(
+                    scenario,
+                    variant,
+                    &opts,
+                    |topology, dir| placement(topology, opts.netns, dir),
+                    &mut stop,
+                )
+                .await
+                .with_context(|| format!("scenario {}", scenario.file.display()))?;
+                match outcome {
+                    Outcome::Done(result) => {
+                        print_run(&result);
+                        results.push(*result);
+                    }
+                    Outcome::Interrupted(signal) => {
+                        eprintln!("{signal}: stopped; every process was stopped");
+                        if !results.is_empty() {
+                            print!("{}", results::summary_table(&results));
+                        }
+                        bail!("interrupted by {signal}");
+                    }
+                }
+            }
+        }
+        anyhow::Ok(results)
+    })?;
+    println!();
+    print!("{}", results::summary_table(&results));
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| {
+            if r.variant.is_empty() {
+                r.scenario.clone()
+            } else {
+                format!("{} [{}]", r.scenario, r.variant)
+            }
+        })
+        .collect();
+    println!(
+        "{} run(s) in {:.0} s wall time; {}",
+        results.len(),
+        started.elapsed().as_secs_f64(),
+        if failed.is_empty() {
+            "every expectation held".to_owned()
+        } else {
+            format!("FAILED: {}", failed.join(", "))
+        }
+    );
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One run's outcome: expectations, failures, where the results are.
+fn print_run(r: &RunResult) {
+    let name = if r.variant.is_empty() {
+        r.scenario.clone()
+    } else {
+        format!("{} [{}]", r.scenario, r.variant)
+    };
+    println!(
+        "{name}: {} in {:.0} s",
+        if r.passed { "PASS" } else { "FAIL" },
+        r.wall_s
+    );
+    for e in &r.expectations {
+        println!(
+            "  {} {:<34} measured {}",
+            if e.passed { "ok  " } else { "FAIL" },
+            e.text,
+            e.value
+                .map_or_else(|| "nothing".to_owned(), |v| format!("{v:.4}"))
+        );
+    }
+    for exit in &r.unexpected_exits {
+        println!("  FAIL unexpected exit: {exit}");
+    }
+    for e in r.events.iter().filter(|e| e.error.is_some()) {
+        println!(
+            "  note: event at {:.1} s ({}) failed: {}",
+            e.at_s,
+            e.action,
+            e.error.as_deref().unwrap_or_default()
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // up
-
-/// The paths of the binaries a run needs.
-#[derive(Debug)]
-struct Bins {
-    bootstrapper: PathBuf,
-    server: Option<PathBuf>,
-    node: Option<PathBuf>,
-    client: Option<PathBuf>,
-}
 
 /// Everything `up` decided before starting anything.
 #[derive(Debug)]
 struct Plan {
-    topology: Topology,
-    topology_path: PathBuf,
     mode: ClientMode,
     duration: Option<Duration>,
     client_secs: u64,
-    videos: PathBuf,
-    bins: Bins,
 }
 
 /// Why the wait ended.
@@ -212,45 +424,25 @@ fn up(runs_root: &Path, args: UpArgs) -> Result<ExitCode> {
         tracing::warn!("{warning}");
     }
     let topology = loaded.topology;
-    let mode = args.clients.unwrap_or_else(ClientMode::detect);
-    let wants = |role| topology.nodes().iter().any(|n| n.role == role);
-    let locate = |name: &str| procs::locate_binary(name).map_err(anyhow::Error::from);
-    let bins = Bins {
-        bootstrapper: locate("meshcast-bootstrapper")?,
-        server: wants(Role::Server)
-            .then(|| locate("meshcast-server"))
-            .transpose()?,
-        node: wants(Role::Node)
-            .then(|| locate("meshcast-node"))
-            .transpose()?,
-        client: (mode != ClientMode::None && !topology.clients().is_empty())
-            .then(|| locate("meshcast-client"))
-            .transpose()?,
-    };
+    let mode: ClientMode = args.clients.map_or_else(ClientMode::detect, Into::into);
+    let bins = Bins::locate(
+        &topology,
+        mode != ClientMode::None && !topology.clients().is_empty(),
+    )?;
     if let Some(videos) = &args.videos
         && !videos.is_dir()
     {
         bail!("--videos {}: not a directory", videos.display());
     }
-
-    let report = procs::cleanup_stale(runs_root)
-        .with_context(|| format!("cannot clean up runs under {}", runs_root.display()))?;
-    for record in &report.killed {
-        tracing::warn!(
-            "stopped leftover {} ({}, pid {}) of a crashed run",
-            record.id,
-            record.role,
-            record.pid
-        );
+    if args.netns {
+        underlay::available().context("--netns")?;
     }
+    cleanup_stale(runs_root, true)?;
 
     let run = match &args.run_dir {
         Some(dir) => RunDir::at(runs_root, dir)?,
         None => RunDir::create(runs_root, topology.name())?,
     };
-    let copy = run.path().join("topology.toml");
-    std::fs::write(&copy, topology.to_toml())
-        .with_context(|| format!("cannot write {}", copy.display()))?;
     let videos = match &args.videos {
         Some(dir) => {
             std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?
@@ -262,19 +454,32 @@ fn up(runs_root: &Path, args: UpArgs) -> Result<ExitCode> {
             dir
         }
     };
-    let topology_path = std::path::absolute(&args.topology)
-        .with_context(|| format!("cannot resolve {}", args.topology.display()))?;
+    // The processes must be registered (for cleanup after a crash) before namespaces exist.
+    let procs = Procs::new(run)?;
+    let placement = placement(topology, args.netns, procs.run_dir().path())?;
+    let mut mesh = Mesh::new(
+        procs,
+        MeshSetup {
+            topology: placement.topology,
+            videos,
+            videos_for: std::collections::BTreeMap::new(),
+            bins,
+            emulate: None,
+            overlay_args: Vec::new(),
+            server_args: Vec::new(),
+            namespaces: placement.namespaces,
+        },
+    )?;
+    if let Some(guard) = placement.guard {
+        mesh.hold(guard);
+    }
     let plan = Plan {
-        topology,
-        topology_path,
         mode,
         duration: args.duration.map(Duration::from_secs),
         client_secs: args.duration.map_or(DEFAULT_CLIENT_SECS, client_secs),
-        videos,
-        bins,
     };
-    let procs = Procs::new(run)?;
-    runtime()?.block_on(run_lab(plan, procs))
+    let binds = placement.client_binds;
+    runtime()?.block_on(run_lab(plan, mesh, binds))
 }
 
 /// How long headless clients record when the lab runs for `lab_secs`.
@@ -286,21 +491,25 @@ fn client_secs(lab_secs: u64) -> u64 {
     }
 }
 
-async fn run_lab(plan: Plan, mut procs: Procs) -> Result<ExitCode> {
+async fn run_lab(
+    plan: Plan,
+    mut mesh: Mesh,
+    binds: std::collections::BTreeMap<String, std::net::SocketAddr>,
+) -> Result<ExitCode> {
     let mut stop = StopSignals::install()?;
-    let ending = match start_all(&plan, &mut procs, &mut stop).await? {
+    let ending = match start_all(&plan, &mut mesh, &binds, &mut stop).await? {
         Some(ending) => ending,
         None => {
-            print!("{}", report::format_table(&table_rows(&plan, &procs)));
-            println!("run dir: {}", display_path(procs.run_dir().path()));
+            print!("{}", report::format_table(&table_rows(&mesh)));
+            println!("run dir: {}", mesh::display_path(mesh.run_path()));
             match plan.mode {
-                ClientMode::Headless if !plan.topology.clients().is_empty() => println!(
+                ClientMode::Headless if !mesh.topology().clients().is_empty() => println!(
                     "headless clients record for {} s; Ctrl-C stops everything",
                     plan.client_secs
                 ),
                 _ => println!("Ctrl-C stops everything"),
             }
-            wait(&plan, &mut procs, &mut stop).await
+            wait(&plan, &mut mesh, &mut stop).await
         }
     };
     match &ending {
@@ -310,10 +519,7 @@ async fn run_lab(plan: Plan, mut procs: Procs) -> Result<ExitCode> {
         Ending::StartupFailed(why) => tracing::error!("{why}; stopping the run"),
     }
 
-    // Clients first, so that they do not see the mesh vanish under them.
-    let mut exits = procs.stop_role("client");
-    exits.extend(procs.stop_all());
-    for exit in &exits {
+    for exit in &mesh.shutdown() {
         tracing::debug!(
             "{} (pid {}) stopped: {}",
             exit.id,
@@ -321,27 +527,28 @@ async fn run_lab(plan: Plan, mut procs: Procs) -> Result<ExitCode> {
             procs::describe_status(exit.status)
         );
     }
-    let run_dir = procs.run_dir().clone();
+    let run_dir = mesh.procs_ref().run_dir().clone();
     let mut success = !matches!(ending, Ending::StartupFailed(_));
-    if plan.mode == ClientMode::Headless && !plan.topology.clients().is_empty() {
+    if plan.mode == ClientMode::Headless && !mesh.topology().clients().is_empty() {
         println!("client results:");
-        for client in plan.topology.clients() {
-            let status = procs.status(&client.id);
+        let clients = mesh.topology().clients().to_vec();
+        for client in clients {
+            let status = mesh.procs().status(&client.id);
             success &= status.is_some_and(|s| s.success());
             let status = status.map_or_else(|| "not started".to_owned(), procs::describe_status);
             let stats = run_dir.stats_file(&client.id);
             let summary = match std::fs::read_to_string(&stats) {
                 Ok(text) => match ClientSummary::parse(&text) {
                     Ok(summary) => summary.to_string(),
-                    Err(e) => format!("unreadable stats {}: {e}", display_path(&stats)),
+                    Err(e) => format!("unreadable stats {}: {e}", mesh::display_path(&stats)),
                 },
-                Err(_) => format!("no stats file {}", display_path(&stats)),
+                Err(_) => format!("no stats file {}", mesh::display_path(&stats)),
             };
             println!("  {:<10} {status}; {summary}", client.id);
         }
     }
-    drop(procs);
-    println!("run dir: {}", display_path(run_dir.path()));
+    drop(mesh);
+    println!("run dir: {}", mesh::display_path(run_dir.path()));
     Ok(if success {
         ExitCode::SUCCESS
     } else {
@@ -352,18 +559,17 @@ async fn run_lab(plan: Plan, mut procs: Procs) -> Result<ExitCode> {
 /// Starts the bootstrapper, servers, nodes and clients; `Some` if the run must end early.
 async fn start_all(
     plan: &Plan,
-    procs: &mut Procs,
+    mesh: &mut Mesh,
+    binds: &std::collections::BTreeMap<String, std::net::SocketAddr>,
     stop: &mut StopSignals,
 ) -> Result<Option<Ending>> {
-    let topology = &plan.topology;
-    let boot = topology.bootstrapper();
-    let mut cmd = Command::new(&plan.bins.bootstrapper);
-    cmd.arg("--topology").arg(&plan.topology_path);
-    procs.spawn(&boot.id, boot.role.as_str(), cmd)?;
+    let topology = mesh.topology().clone();
+    let boot = topology.bootstrapper().clone();
+    mesh.start_node(&boot.id)?;
     if let Some(ending) = wait_ready(
-        procs,
+        mesh,
         stop,
-        std::slice::from_ref(boot),
+        std::slice::from_ref(&boot),
         BOOTSTRAPPER_READY,
         Some(&boot.id),
     )
@@ -371,93 +577,33 @@ async fn start_all(
     {
         return Ok(Some(ending));
     }
-
-    let boot_addr = boot.addr.to_string();
-    // Links with attributes are emulated by the processes themselves, from the run dir's copy
-    // of the topology (edit it to change the links of a running mesh).
-    let emulation = topology
-        .links()
-        .iter()
-        .any(|l| !l.attrs.is_empty())
-        .then(|| procs.run_dir().path().join("topology.toml"));
-    let overlay: Vec<NodeSpec> = topology
-        .servers()
-        .chain(topology.nodes().iter().filter(|n| n.role == Role::Node))
-        .cloned()
-        .collect();
+    let overlay: Vec<NodeSpec> = topology.overlay_nodes().cloned().collect();
     for node in &overlay {
-        let (program, extra): (&Path, Vec<&std::ffi::OsStr>) = match node.role {
-            Role::Server => (
-                plan.bins.server.as_deref().context("no server binary")?,
-                vec!["--videos".as_ref(), plan.videos.as_os_str()],
-            ),
-            _ => (
-                plan.bins.node.as_deref().context("no node binary")?,
-                Vec::new(),
-            ),
-        };
-        let mut cmd = Command::new(program);
-        cmd.args(["--id", &node.id, "--bootstrapper", &boot_addr])
-            .args(extra)
-            .arg("--stats")
-            .arg(procs.run_dir().stats_file(&node.id));
-        if let Some(file) = &emulation {
-            cmd.arg("--emulation").arg(file);
-        }
-        procs.spawn(&node.id, node.role.as_str(), cmd)?;
+        mesh.start_node(&node.id)?;
     }
-    if let Some(ending) = wait_ready(procs, stop, &overlay, OVERLAY_READY, Some(&boot.id)).await {
+    if let Some(ending) = wait_ready(mesh, stop, &overlay, OVERLAY_READY, Some(&boot.id)).await {
         return Ok(Some(ending));
     }
-
-    if let Some(program) = &plan.bins.client {
-        for client in topology.clients() {
-            let cmd = client_command(plan, program, client, procs.run_dir());
-            procs.spawn(&client.id, "client", cmd)?;
-        }
+    for client in topology.clients() {
+        let launch = ClientLaunch {
+            mode: plan.mode,
+            channel: None,
+            secs: (plan.mode == ClientMode::Headless).then_some(plan.client_secs as f64),
+            record: plan.mode == ClientMode::Headless,
+            // On loopback clients pick their own address; in namespaces, their host's.
+            bind: mesh
+                .namespace(&client.id)
+                .and(binds.get(&client.id).copied()),
+        };
+        mesh.start_client(client, &launch)?;
     }
     Ok(None)
-}
-
-fn client_command(plan: &Plan, program: &Path, client: &ClientSpec, run: &RunDir) -> Command {
-    let pops = client_pops(&plan.topology, client);
-    let mut cmd = Command::new(program);
-    match plan.mode {
-        ClientMode::Headless => {
-            let watch = client.watch.as_deref().unwrap_or("test-pattern");
-            cmd.args(["--headless", "--pops", &pops, "--watch", watch])
-                .arg("--record")
-                .arg(run.path().join(format!("{}.ts", client.id)))
-                .arg("--stats")
-                .arg(run.stats_file(&client.id))
-                .args(["--duration", &plan.client_secs.to_string()]);
-        }
-        ClientMode::Gui | ClientMode::None => {
-            cmd.args(["--pops", &pops]);
-            if let Some(watch) = &client.watch {
-                cmd.args(["--watch", watch]);
-            }
-            cmd.arg("--stats").arg(run.stats_file(&client.id));
-        }
-    }
-    cmd
-}
-
-/// The addresses of a client's PoPs, comma-separated, in preference order.
-fn client_pops(topology: &Topology, client: &ClientSpec) -> String {
-    client
-        .pops
-        .iter()
-        .filter_map(|pop| topology.node(pop))
-        .map(|node| node.addr.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Waits until every one of `nodes` has bound its address, up to `limit`. Returns an ending if
 /// a stop signal came or `critical` died; otherwise warns about whoever is not bound yet.
 async fn wait_ready(
-    procs: &mut Procs,
+    mesh: &mut Mesh,
     stop: &mut StopSignals,
     nodes: &[NodeSpec],
     limit: Duration,
@@ -465,7 +611,7 @@ async fn wait_ready(
 ) -> Option<Ending> {
     let deadline = Instant::now() + limit;
     loop {
-        for exit in procs.poll_exits() {
+        for exit in mesh.procs().poll_exits() {
             report_exit(&exit, false);
             if Some(exit.id.as_str()) == critical {
                 return Some(Ending::StartupFailed(format!(
@@ -477,7 +623,7 @@ async fn wait_ready(
         }
         let waiting: Vec<&NodeSpec> = nodes
             .iter()
-            .filter(|n| procs.is_running(&n.id) && !ready::is_bound(n.addr))
+            .filter(|n| mesh.procs().is_running(&n.id) && !mesh.is_bound(n))
             .collect();
         if waiting.is_empty() {
             return None;
@@ -501,22 +647,22 @@ async fn wait_ready(
 }
 
 /// Waits for a stop signal, the end of `--duration`, or (headless) every client to finish.
-async fn wait(plan: &Plan, procs: &mut Procs, stop: &mut StopSignals) -> Ending {
+async fn wait(plan: &Plan, mesh: &mut Mesh, stop: &mut StopSignals) -> Ending {
     let deadline = plan.duration.map(|d| Instant::now() + d);
-    let clients: Vec<&str> = match (plan.mode, &plan.bins.client) {
-        (ClientMode::Headless, Some(_)) => plan
-            .topology
+    let clients: Vec<String> = match plan.mode {
+        ClientMode::Headless => mesh
+            .topology()
             .clients()
             .iter()
-            .map(|c| c.id.as_str())
+            .map(|c| c.id.clone())
             .collect(),
         _ => Vec::new(),
     };
     loop {
-        for exit in procs.poll_exits() {
+        for exit in mesh.procs().poll_exits() {
             report_exit(&exit, plan.mode == ClientMode::Gui);
         }
-        if !clients.is_empty() && clients.iter().all(|id| !procs.is_running(id)) {
+        if !clients.is_empty() && clients.iter().all(|id| !mesh.procs().is_running(id)) {
             return Ending::ClientsDone;
         }
         tokio::select! {
@@ -555,70 +701,34 @@ fn report_exit(exit: &Exited, gui: bool) {
         exit.id,
         exit.role,
         exit.pid,
-        display_path(&exit.log)
+        mesh::display_path(&exit.log)
     );
 }
 
-fn table_rows(plan: &Plan, procs: &Procs) -> Vec<Row> {
-    procs
+fn table_rows(mesh: &Mesh) -> Vec<Row> {
+    let topology = mesh.topology();
+    mesh.procs_ref()
         .list()
         .into_iter()
         .map(|info| {
-            let addr = match plan.topology.node(&info.id) {
+            let mut addr = match topology.node(&info.id) {
                 Some(node) => node.addr.to_string(),
-                None => plan
-                    .topology
-                    .clients()
-                    .iter()
-                    .find(|c| c.id == info.id)
+                None => topology
+                    .client(&info.id)
                     .map_or_else(String::new, |c| format!("pops {}", c.pops.join(","))),
             };
+            if let Some(ns) = mesh.namespace(&info.id) {
+                addr = format!("{addr} (netns {ns})");
+            }
             Row {
                 id: info.id,
                 role: info.role,
                 addr,
                 pid: info.pid,
-                log: display_path(&info.log),
+                log: mesh::display_path(&info.log),
             }
         })
         .collect()
-}
-
-/// `path` relative to the working directory when it is inside it.
-fn display_path(path: &Path) -> String {
-    std::env::current_dir()
-        .ok()
-        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_owned))
-        .unwrap_or_else(|| path.to_owned())
-        .display()
-        .to_string()
-}
-
-/// SIGINT, SIGTERM and SIGHUP, caught so that the lab can stop its processes first.
-#[derive(Debug)]
-struct StopSignals {
-    int: Signal,
-    term: Signal,
-    hup: Signal,
-}
-
-impl StopSignals {
-    fn install() -> Result<StopSignals> {
-        let install = |kind| signal(kind).context("cannot install a signal handler");
-        Ok(StopSignals {
-            int: install(SignalKind::interrupt())?,
-            term: install(SignalKind::terminate())?,
-            hup: install(SignalKind::hangup())?,
-        })
-    }
-
-    async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.hup.recv() => "SIGHUP",
-        }
-    }
 }
 
 #[cfg(test)]
@@ -637,37 +747,5 @@ mod tests {
         assert_eq!(client_secs(11), 6);
         assert_eq!(client_secs(10), 5);
         assert_eq!(client_secs(1), 1);
-    }
-
-    #[test]
-    fn client_pops_are_addresses_in_preference_order() {
-        let text = r#"
-            links = [["s1", "n1"], ["n1", "n2"]]
-            [[node]]
-            id = "boot"
-            role = "bootstrapper"
-            addr = "127.0.0.1:7000"
-            [[node]]
-            id = "s1"
-            role = "server"
-            addr = "127.0.0.2:7000"
-            [[node]]
-            id = "n1"
-            role = "node"
-            addr = "127.0.0.3:7000"
-            [[node]]
-            id = "n2"
-            role = "node"
-            addr = "127.0.0.4:7000"
-            [[client]]
-            id = "c1"
-            pops = ["n2", "n1"]
-        "#;
-        let topology = Topology::parse(text, "t.toml").unwrap().topology;
-        let client = topology.client("c1").unwrap();
-        assert_eq!(
-            client_pops(&topology, client),
-            "127.0.0.4:7000,127.0.0.3:7000"
-        );
     }
 }

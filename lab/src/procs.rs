@@ -337,7 +337,22 @@ impl ProcRecord {
         {
             return false;
         }
-        proc_cmdline(self.pid).is_some_and(|cmdline| cmdline == self.cmdline)
+        proc_cmdline(self.pid).is_some_and(|cmdline| {
+            cmdline == self.cmdline || cmdline.as_slice() == without_netns_exec(&self.cmdline)
+        })
+    }
+}
+
+/// `ip netns exec NS PROGRAM ARGS…` execs PROGRAM in place, so the process's own command line
+/// is the recorded one without its first four words.
+fn without_netns_exec(cmdline: &[String]) -> &[String] {
+    match cmdline {
+        [ip, netns, exec, _ns, rest @ ..]
+            if ip.rsplit('/').next() == Some("ip") && netns == "netns" && exec == "exec" =>
+        {
+            rest
+        }
+        _ => cmdline,
     }
 }
 
@@ -1091,6 +1106,20 @@ fn signal_name(signal: libc::c_int) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::without_netns_exec;
+
+    #[test]
+    fn a_process_started_in_a_namespace_is_recognised_by_its_own_command_line() {
+        let words = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        let recorded = words("ip netns exec mc1a2b-n1 /bin/meshcast-node --id n1");
+        assert_eq!(
+            without_netns_exec(&recorded),
+            &words("/bin/meshcast-node --id n1")[..]
+        );
+        let plain = words("/bin/meshcast-node --id n1");
+        assert_eq!(without_netns_exec(&plain), &plain[..]);
+    }
+
     use super::*;
 
     #[test]

@@ -6,14 +6,24 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// Whether some socket of this network namespace is bound to `addr` (UDP in any state, TCP
 /// listening), either exactly or as the wildcard address of the same family on the same port.
 pub fn is_bound(addr: SocketAddr) -> bool {
+    bound_in("/proc/net", addr)
+}
+
+/// Whether some socket of the network namespace of process `pid` is bound to `addr` (as
+/// [`is_bound`]): for processes in other namespaces, whose sockets `/proc/net` does not show.
+pub fn is_bound_in_ns_of(pid: u32, addr: SocketAddr) -> bool {
+    bound_in(&format!("/proc/{pid}/net"), addr)
+}
+
+fn bound_in(dir: &str, addr: SocketAddr) -> bool {
     let tables: [(&str, bool); 4] = [
-        ("/proc/net/udp", false),
-        ("/proc/net/udp6", false),
-        ("/proc/net/tcp", true),
-        ("/proc/net/tcp6", true),
+        ("udp", false),
+        ("udp6", false),
+        ("tcp", true),
+        ("tcp6", true),
     ];
-    tables.iter().any(|(path, listening_only)| {
-        std::fs::read_to_string(path)
+    tables.iter().any(|(table, listening_only)| {
+        std::fs::read_to_string(format!("{dir}/{table}"))
             .is_ok_and(|text| bound_addrs(&text, *listening_only).any(|bound| covers(bound, addr)))
     })
 }

@@ -42,6 +42,9 @@
 //!   [`ViewerStats::finish`] a gap from the last arrival to the end longer
 //!   than the threshold is a trailing stall; with no media at all the whole
 //!   session, from the request to the end, is one trailing stall.
+//! * A media gap is the same measurement with a fixed, lower threshold,
+//!   [`GAP_THRESHOLD`] (100 ms): the lab reads them to time repairs that
+//!   stay under the stall threshold. At most [`MAX_GAPS`] are kept.
 //! * `duration_ms` runs from the request to [`ViewerStats::finish`] (or to
 //!   the last arrival before `finish`), and `bitrate_kbps` is
 //!   `bytes * 8 / duration_ms` (bits per millisecond = kbit/s).
@@ -51,6 +54,14 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::ts::{ContinuityChecker, ContinuitySummary};
+
+/// Gaps between new media arrivals longer than this are listed in
+/// [`ViewerReport::gaps`], whatever the stall threshold.
+pub const GAP_THRESHOLD: Duration = Duration::from_millis(100);
+
+/// Most media gaps a report lists (the first ones); a session that never
+/// plays would otherwise grow the list without bound.
+pub const MAX_GAPS: usize = 1000;
 
 /// One playback stall: no new media for longer than the threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +97,9 @@ pub struct ViewerReport {
     pub reordered: u64,
     /// Stalls in order of occurrence.
     pub stalls: Vec<Stall>,
+    /// Media gaps longer than [`GAP_THRESHOLD`] in order of occurrence (the
+    /// first [`MAX_GAPS`]): the short interruptions a repair leaves.
+    pub gaps: Vec<Stall>,
     /// Media payload bytes received (duplicates included).
     pub bytes: u64,
     /// Watch request → finish.
@@ -194,6 +208,7 @@ pub struct ViewerStats {
     received: SeqSet,
     checker: ContinuityChecker,
     stalls: Vec<Stall>,
+    gaps: Vec<Stall>,
 }
 
 fn ms_f64(d: Duration) -> f64 {
@@ -223,6 +238,7 @@ impl ViewerStats {
             received: SeqSet::default(),
             checker: ContinuityChecker::new(),
             stalls: Vec::new(),
+            gaps: Vec::new(),
         }
     }
 
@@ -293,16 +309,26 @@ impl ViewerStats {
         match self.last_arrival {
             Some(last) => {
                 let gap = at.saturating_duration_since(last);
-                if gap > self.stall_threshold {
-                    self.stalls.push(Stall {
-                        start_ms: self.rel_ms(last),
-                        duration_ms: ms_u64(gap),
-                        trailing: false,
-                    });
-                }
+                self.record_gap(last, gap, false);
                 self.last_arrival = Some(last.max(at));
             }
             None => self.last_arrival = Some(at),
+        }
+    }
+
+    /// Lists a gap of `gap` after the arrival at `last` as a stall and as a
+    /// media gap when it is long enough to be either.
+    fn record_gap(&mut self, last: Instant, gap: Duration, trailing: bool) {
+        let entry = Stall {
+            start_ms: self.rel_ms(last),
+            duration_ms: ms_u64(gap),
+            trailing,
+        };
+        if gap > self.stall_threshold {
+            self.stalls.push(entry);
+        }
+        if gap > GAP_THRESHOLD && self.gaps.len() < MAX_GAPS {
+            self.gaps.push(entry);
         }
     }
 
@@ -317,13 +343,7 @@ impl ViewerStats {
         match self.last_arrival {
             Some(last) => {
                 let gap = at.saturating_duration_since(last);
-                if gap > self.stall_threshold {
-                    self.stalls.push(Stall {
-                        start_ms: self.rel_ms(last),
-                        duration_ms: ms_u64(gap),
-                        trailing: true,
-                    });
-                }
+                self.record_gap(last, gap, true);
             }
             None => {
                 let duration = self
@@ -375,6 +395,7 @@ impl ViewerStats {
             duplicate_packets: self.duplicate_packets,
             reordered: self.reordered,
             stalls: self.stalls.clone(),
+            gaps: self.gaps.clone(),
             bytes: self.bytes,
             duration_ms,
             bitrate_kbps,
@@ -421,6 +442,27 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Appends a list of stalls (or gaps) as a JSON array.
+fn push_stalls(out: &mut String, list: &[Stall]) {
+    if list.is_empty() {
+        out.push_str("[]");
+        return;
+    }
+    out.push('[');
+    for (i, s) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "\n    {{\n      \"start_ms\": {},\n      \"duration_ms\": {},\
+             \n      \"trailing\": {}\n    }}",
+            s.start_ms, s.duration_ms, s.trailing
+        );
+    }
+    out.push_str("\n  ]");
+}
+
 impl ViewerReport {
     /// Pretty JSON object (two-space indent) with exactly the field names of
     /// the struct, `null` for `None` and for non-finite numbers.
@@ -442,23 +484,9 @@ impl ViewerReport {
             self.duplicate_packets,
             self.reordered,
         );
-        if self.stalls.is_empty() {
-            o.push_str("[]");
-        } else {
-            o.push('[');
-            for (i, s) in self.stalls.iter().enumerate() {
-                if i > 0 {
-                    o.push(',');
-                }
-                let _ = write!(
-                    o,
-                    "\n    {{\n      \"start_ms\": {},\n      \"duration_ms\": {},\
-                     \n      \"trailing\": {}\n    }}",
-                    s.start_ms, s.duration_ms, s.trailing
-                );
-            }
-            o.push_str("\n  ]");
-        }
+        push_stalls(&mut o, &self.stalls);
+        o.push_str(",\n  \"gaps\": ");
+        push_stalls(&mut o, &self.gaps);
         let _ = write!(o, ",\n  \"bytes\": {},\n  \"duration_ms\": ", self.bytes);
         push_f64(&mut o, self.duration_ms);
         o.push_str(",\n  \"bitrate_kbps\": ");
@@ -596,8 +624,36 @@ mod tests {
                 },
             ]
         );
+        // Gaps are listed from 100 ms whatever the stall threshold: 500 -> 600
+        // is exactly 100 ms (not listed), 600 -> 800 is a gap but no stall.
+        let gap = |start_ms, duration_ms| Stall {
+            start_ms,
+            duration_ms,
+            trailing: false,
+        };
+        let trailing = Stall {
+            trailing: true,
+            ..gap(1150, 150)
+        };
+        assert_eq!(
+            r.gaps,
+            vec![gap(120, 380), gap(600, 200), gap(800, 300), trailing]
+        );
         assert_eq!(r.continuity_errors, 0);
         assert_eq!(r.seq_gaps, 0);
+    }
+
+    #[test]
+    fn gap_list_is_bounded() {
+        let t = t0();
+        let mut v = ViewerStats::new(MS(200));
+        v.on_watch_requested(t);
+        for seq in 0..(MAX_GAPS as u64 + 10) {
+            v.on_media(t + MS(seq * 150), seq, &dgram(seq, false));
+        }
+        let r = v.report();
+        assert_eq!(r.gaps.len(), MAX_GAPS);
+        assert!(r.stalls.is_empty());
     }
 
     #[test]
@@ -767,6 +823,11 @@ mod tests {
                     trailing: true,
                 },
             ],
+            gaps: vec![Stall {
+                start_ms: 40,
+                duration_ms: 150,
+                trailing: false,
+            }],
             bytes: 5264,
             duration_ms: 250.0,
             bitrate_kbps: f64::NAN,
@@ -792,6 +853,13 @@ mod tests {
       "start_ms": 900,
       "duration_ms": 1000,
       "trailing": true
+    }
+  ],
+  "gaps": [
+    {
+      "start_ms": 40,
+      "duration_ms": 150,
+      "trailing": false
     }
   ],
   "bytes": 5264,
@@ -1050,6 +1118,7 @@ mod tests {
                 "duplicate_packets",
                 "reordered",
                 "stalls",
+                "gaps",
                 "bytes",
                 "duration_ms",
                 "bitrate_kbps",

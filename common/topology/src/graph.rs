@@ -1,8 +1,9 @@
-//! Graph algorithms over the overlay (servers and nodes joined by links).
+//! Graph algorithms over the overlay (servers and nodes joined by links)
+//! and the underlay (hosts joined by nets).
 
 use std::collections::BTreeMap;
 
-use crate::spec::{LinkSpec, NodeSpec};
+use crate::spec::{HostSpec, LinkSpec, NetSpec, NodeSpec};
 
 /// Connected components of the overlay graph.
 ///
@@ -29,6 +30,48 @@ pub(crate) fn components<'a>(nodes: &'a [NodeSpec], links: &[LinkSpec]) -> Vec<V
                 .or_default()
                 .push(node.id.as_str());
         }
+    }
+    let mut components: Vec<Vec<&str>> = by_root
+        .into_values()
+        .map(|mut ids| {
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        })
+        .collect();
+    components.sort();
+    components
+}
+
+/// Connected components of the underlay: hosts joined when they share a
+/// net. Same ordering as [`components`]; members naming no host are ignored.
+pub(crate) fn underlay_components<'a>(
+    hosts: &'a [HostSpec],
+    nets: &[NetSpec],
+) -> Vec<Vec<&'a str>> {
+    let ids: BTreeMap<&str, usize> = hosts
+        .iter()
+        .enumerate()
+        .map(|(index, host)| (host.id.as_str(), index))
+        .collect();
+    let mut sets = DisjointSets::new(hosts.len());
+    for net in nets {
+        let mut members = net
+            .members
+            .iter()
+            .filter_map(|member| ids.get(member.host.as_str()).copied());
+        if let Some(first) = members.next() {
+            for other in members {
+                sets.union(first, other);
+            }
+        }
+    }
+    let mut by_root: BTreeMap<usize, Vec<&'a str>> = BTreeMap::new();
+    for (index, host) in hosts.iter().enumerate() {
+        by_root
+            .entry(sets.find(index))
+            .or_default()
+            .push(host.id.as_str());
     }
     let mut components: Vec<Vec<&str>> = by_root
         .into_values()

@@ -39,6 +39,7 @@
 //! pops = ["n1"]             # servers/nodes it may attach to, not empty
 //! addr = "127.0.0.9:0"      # optional, port 0 allowed
 //! watch = "test"            # optional channel name
+//! host = "h9"               # optional, needs an underlay (see below)
 //! ```
 //!
 //! Links may also be written compactly, without attributes, and mixed with
@@ -59,6 +60,31 @@
 //!
 //! A disconnected overlay, a server or node without links, or a topology
 //! without any server are accepted with a [`TopologyWarning`].
+//!
+//! # Underlay
+//!
+//! Optionally, a topology also describes the IP network the processes run
+//! on, one network namespace per host (`meshcast-lab up --netns`):
+//!
+//! ```toml
+//! [[host]]                  # one network namespace (a CORE node)
+//! id = "r3"                 # unique among hosts; may equal a process id
+//! router = true             # forwards IP between its interfaces; default false
+//!
+//! [[net]]                   # one IPv4 subnet: 2 members (a point-to-point
+//! subnet = "10.0.3.0/24"    # link) or more (a LAN on a hub or switch)
+//! members = { n1 = "10.0.3.20", r3 = "10.0.3.1" }   # host id -> its address
+//! rate_mbit = 100           # optional bandwidth limit on each member interface
+//! ```
+//!
+//! Rules: host ids valid and unique; members are declared hosts, at most
+//! once per net; member addresses inside the subnet, not its network or
+//! broadcast address, unique across the underlay; subnets do not overlap;
+//! IPv4 only for now. With an underlay, the IP of every process's `addr`
+//! must be an address of a host: that host runs the process (several
+//! processes may share a host on different ports). A client runs in its
+//! `host`, or by default in the host of its first PoP; `host` without an
+//! underlay is an error. A disconnected underlay is a warning.
 //!
 //! # Example
 //!
@@ -96,15 +122,19 @@
 //!
 //! - `lib.rs`: [`Topology`] and its queries, [`Loaded`].
 //! - `spec.rs`: the validated parts: [`NodeSpec`], [`Role`], [`LinkSpec`],
-//!   [`LinkAttrs`], [`ClientSpec`].
+//!   [`LinkAttrs`], [`ClientSpec`], and the underlay's [`HostSpec`],
+//!   [`NetSpec`], [`NetMember`], [`Ipv4Subnet`].
 //! - `parse.rs`: walks the spanned TOML tree, validates, collects
 //!   diagnostics and warnings.
 //! - `error.rs`: [`Diagnostic`], [`TopologyError`], [`TopologyWarning`].
-//! - `graph.rs`: connected components of the overlay graph.
+//! - `graph.rs`: connected components of the overlay graph and of the
+//!   underlay.
+//! - `edit.rs`: link attribute and address changes for running experiments.
 //! - `write.rs`: the canonical TOML writer behind [`Topology::to_toml`].
 //! - `tests.rs`: unit tests, including one that loads every file in the
 //!   repository's `topologies/` directory.
 
+mod edit;
 mod error;
 mod graph;
 mod parse;
@@ -114,11 +144,15 @@ mod write;
 #[cfg(test)]
 mod tests;
 
+use std::net::IpAddr;
 use std::path::Path;
 
 pub use error::{Diagnostic, TopologyError, TopologyWarning};
 pub use parse::MAX_ID_LEN;
-pub use spec::{ClientSpec, LinkAttrs, LinkSpec, NodeSpec, Role, UnknownRole};
+pub use spec::{
+    ClientSpec, HostSpec, Ipv4Subnet, LinkAttrs, LinkSpec, NetMember, NetSpec, NodeSpec, Role,
+    SubnetError, UnknownRole,
+};
 
 /// Whether `id` is a valid node or client id: 1 to [`MAX_ID_LEN`]
 /// characters of `[A-Za-z0-9_.-]`.
@@ -130,13 +164,18 @@ pub fn is_valid_id(id: &str) -> bool {
 ///
 /// Guarantees: exactly one bootstrapper; unique ids across nodes and
 /// clients; unique addresses; every link joins two distinct servers/nodes
-/// and appears once; every client PoP is a server or node.
+/// and appears once; every client PoP is a server or node. With an
+/// underlay: every process address is an address of exactly one host, and
+/// every client host is a declared host.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Topology {
     name: String,
     nodes: Vec<NodeSpec>,
     links: Vec<LinkSpec>,
     clients: Vec<ClientSpec>,
+    /// The underlay's hosts; empty when the file has no underlay.
+    hosts: Vec<HostSpec>,
+    nets: Vec<NetSpec>,
     /// Index of the bootstrapper in `nodes`.
     bootstrapper: usize,
 }
@@ -243,8 +282,66 @@ impl Topology {
         self.components().len() <= 1
     }
 
-    /// The canonical `[[node]]`/`[[link]]`/`[[client]]` text;
-    /// parsing it gives back an equal topology.
+    /// The underlay's hosts in file order; empty without an underlay.
+    pub fn hosts(&self) -> &[HostSpec] {
+        &self.hosts
+    }
+
+    /// The host with this id.
+    pub fn host(&self, id: &str) -> Option<&HostSpec> {
+        self.hosts.iter().find(|host| host.id == id)
+    }
+
+    /// The underlay's nets in file order.
+    pub fn nets(&self) -> &[NetSpec] {
+        &self.nets
+    }
+
+    /// Whether the file describes an underlay (`[[host]]` sections).
+    pub fn has_underlay(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+
+    /// The host that has `ip` as one of its addresses.
+    pub fn host_of(&self, ip: IpAddr) -> Option<&HostSpec> {
+        let IpAddr::V4(ip) = ip else {
+            return None;
+        };
+        let member = self
+            .nets
+            .iter()
+            .flat_map(|net| &net.members)
+            .find(|member| member.addr == ip)?;
+        self.host(&member.host)
+    }
+
+    /// The addresses of host `id`, in net order.
+    pub fn host_addrs(&self, id: &str) -> Vec<std::net::Ipv4Addr> {
+        self.nets.iter().filter_map(|net| net.addr_of(id)).collect()
+    }
+
+    /// The host a client runs in: its `host`, else the host of its first
+    /// PoP; `None` without an underlay.
+    pub fn client_host<'a>(&'a self, client: &'a ClientSpec) -> Option<&'a str> {
+        if !self.has_underlay() {
+            return None;
+        }
+        if let Some(host) = &client.host {
+            return Some(host);
+        }
+        let pop = self.node(client.pops.first()?)?;
+        self.host_of(pop.addr.ip()).map(|host| host.id.as_str())
+    }
+
+    /// Connected components of the underlay (hosts joined by nets): ids
+    /// sorted within each component, components ordered by their smallest
+    /// id; empty without an underlay.
+    pub fn underlay_components(&self) -> Vec<Vec<&str>> {
+        graph::underlay_components(&self.hosts, &self.nets)
+    }
+
+    /// The canonical `[[node]]`/`[[link]]`/`[[client]]`/`[[host]]`/`[[net]]`
+    /// text; parsing it gives back an equal topology.
     pub fn to_toml(&self) -> String {
         write::to_toml(self)
     }

@@ -7,7 +7,7 @@
 //! the tree lets every problem in the file be reported at once.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
 
@@ -16,7 +16,9 @@ use toml::de::{DeTable, DeValue};
 
 use crate::error::{Diagnostic, TopologyError, TopologyWarning};
 use crate::graph;
-use crate::spec::{ClientSpec, LinkAttrs, LinkSpec, NodeSpec, Role};
+use crate::spec::{
+    ClientSpec, HostSpec, Ipv4Subnet, LinkAttrs, LinkSpec, NetMember, NetSpec, NodeSpec, Role,
+};
 use crate::{Loaded, Topology};
 
 type Span = Range<usize>;
@@ -25,10 +27,15 @@ type Value<'i> = Spanned<DeValue<'i>>;
 /// Longest allowed node or client id, in characters.
 pub const MAX_ID_LEN: usize = 32;
 
-const TOP_FIELDS: &[&str] = &["name", "node", "link", "links", "client"];
+const TOP_FIELDS: &[&str] = &["name", "node", "link", "links", "client", "host", "net"];
+/// Top-level keys that hold plain values: written after a `[[...]]` header
+/// they silently become fields of that table.
+const TOP_VALUES: &[&str] = &["name", "links"];
 const NODE_FIELDS: &[&str] = &["id", "role", "addr"];
 const LINK_FIELDS: &[&str] = &["between", "latency_ms", "jitter_ms", "loss", "rate_mbit"];
-const CLIENT_FIELDS: &[&str] = &["id", "pops", "addr", "watch"];
+const CLIENT_FIELDS: &[&str] = &["id", "pops", "addr", "watch", "host"];
+const HOST_FIELDS: &[&str] = &["id", "router"];
+const NET_FIELDS: &[&str] = &["subnet", "members", "rate_mbit"];
 
 /// Whether `c` may appear in an id.
 pub(crate) fn is_id_char(c: char) -> bool {
@@ -60,8 +67,13 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Loaded, TopologyError> {
     let (nodes, nodes_readable) = checker.nodes(&root);
     let clients = checker.clients(&root);
     let links = checker.links(&root);
+    let hosts = checker.hosts(&root);
+    let (nets, nets_readable) = checker.nets(&root);
 
     checker.check_unique_ids(&nodes, &clients);
+    checker.check_unique_host_ids(&hosts);
+    checker.check_nets(&nets, &hosts);
+    checker.check_placement(&nodes, &clients, &hosts, &nets, nets_readable);
     checker.check_unique_addrs(&nodes, &clients);
     checker.check_roles(&nodes, nodes_readable);
     let roles: HashMap<&str, Option<Role>> = nodes
@@ -74,7 +86,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Loaded, TopologyError> {
     if !checker.diagnostics.is_empty() {
         return Err(checker.into_error());
     }
-    let Some(topology) = checker.build(name, &nodes, &links, &clients) else {
+    let Some(topology) = checker.build(name, &nodes, &links, &clients, &hosts, &nets) else {
         // Unreachable in practice: every reason for `build` to fail has
         // been diagnosed above. Still, never panic on input.
         checker.error(&(0..0), "node", "the topology could not be assembled");
@@ -136,6 +148,26 @@ struct RawClient {
     pops: Vec<Spanned<String>>,
     addr: Option<Spanned<SocketAddr>>,
     watch: Option<String>,
+    host: Option<Spanned<String>>,
+}
+
+/// A `[[host]]` as far as it could be understood.
+struct RawHost {
+    id: Option<Spanned<String>>,
+    router: bool,
+}
+
+/// A `[[net]]` as far as it could be understood.
+struct RawNet {
+    subnet: Option<Spanned<Ipv4Subnet>>,
+    members: Vec<RawMember>,
+    rate_mbit: Option<f64>,
+}
+
+/// One `host = "address"` entry of a net's `members`.
+struct RawMember {
+    host: Spanned<String>,
+    addr: Option<Spanned<Ipv4Addr>>,
 }
 
 /// A link from `[[link]]` or `links`, with where it was written.
@@ -235,7 +267,7 @@ impl<'t> Checker<'t> {
                     format!("unknown top-level field {name:?} (valid fields: {valid})"),
                 );
             } else {
-                let hint = if TOP_FIELDS.contains(&name) {
+                let hint = if TOP_VALUES.contains(&name) {
                     format!("; a top-level {name:?} must come before the first [[...]] header")
                 } else {
                     String::new()
@@ -525,11 +557,15 @@ impl<'t> Checker<'t> {
                 }
                 Some(watch.to_owned())
             });
+            let host = table
+                .get("host")
+                .and_then(|value| self.id(value, "client.host"));
             clients.push(RawClient {
                 id,
                 pops,
                 addr,
                 watch,
+                host,
             });
         }
         clients
@@ -618,6 +654,193 @@ impl<'t> Checker<'t> {
         links
     }
 
+    fn hosts(&mut self, root: &DeTable<'_>) -> Vec<RawHost> {
+        let mut hosts = Vec::new();
+        for (table, header) in self.tables(root, "host").0 {
+            self.unknown_fields(table, "host", HOST_FIELDS);
+            let id = self
+                .required(table, &header, "host", "id", "id")
+                .and_then(|value| self.id(value, "host.id"));
+            let router = match table.get("router") {
+                None => false,
+                Some(value) => match value.get_ref() {
+                    DeValue::Boolean(router) => *router,
+                    other => {
+                        self.error(
+                            &value.span(),
+                            "host.router",
+                            format!("expected true or false, found {}", a_type(other)),
+                        );
+                        false
+                    }
+                },
+            };
+            hosts.push(RawHost { id, router });
+        }
+        hosts
+    }
+
+    /// The `[[net]]` entries, and whether every member address could be
+    /// read (otherwise placement checks would only repeat those errors).
+    fn nets(&mut self, root: &DeTable<'_>) -> (Vec<RawNet>, bool) {
+        const NEEDS: &str = "subnet and members";
+        let mut nets = Vec::new();
+        let (tables, mut readable) = self.tables(root, "net");
+        for (table, header) in tables {
+            self.unknown_fields(table, "net", NET_FIELDS);
+            let subnet = self
+                .required(table, &header, "net", "subnet", NEEDS)
+                .and_then(|value| self.subnet(value));
+            let members = match self.required(table, &header, "net", "members", NEEDS) {
+                Some(value) => self.members(value, subnet.as_ref().map(Spanned::get_ref)),
+                None => Vec::new(),
+            };
+            readable &= members.iter().all(|member| member.addr.is_some());
+            let rate_mbit = self.attr(
+                table,
+                "net",
+                "rate_mbit",
+                |x| x.is_finite() && x > 0.0,
+                "a finite number of Mbit/s > 0",
+            );
+            nets.push(RawNet {
+                subnet,
+                members,
+                rate_mbit,
+            });
+        }
+        (nets, readable)
+    }
+
+    fn subnet(&mut self, value: &Value<'_>) -> Option<Spanned<Ipv4Subnet>> {
+        let text = self.string(value, "net.subnet")?;
+        match text.parse::<Ipv4Subnet>() {
+            Ok(subnet) if subnet.prefix() == 32 => {
+                self.error(
+                    &value.span(),
+                    "net.subnet",
+                    format!("{text} holds a single address: a net needs a prefix of at most /31"),
+                );
+                None
+            }
+            Ok(subnet) => Some(Spanned::new(value.span(), subnet)),
+            Err(error) => {
+                self.error(
+                    &value.span(),
+                    "net.subnet",
+                    format!("invalid subnet {text:?}: {error}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The `members` table; addresses are checked against `subnet` when it
+    /// could be read.
+    fn members(&mut self, value: &Value<'_>, subnet: Option<&Ipv4Subnet>) -> Vec<RawMember> {
+        const FIELD: &str = "net.members";
+        let DeValue::Table(table) = value.get_ref() else {
+            self.error(
+                &value.span(),
+                FIELD,
+                format!(
+                    "expected a table of host id = address such as {{ n1 = \"10.0.3.20\", r3 = \"10.0.3.1\" }}, found {}",
+                    a_type(value.get_ref())
+                ),
+            );
+            return Vec::new();
+        };
+        if table.is_empty() {
+            self.error(
+                &value.span(),
+                FIELD,
+                "a net needs at least one member, such as { n1 = \"10.0.3.20\" }",
+            );
+        }
+        let mut entries: Vec<_> = table.iter().collect();
+        entries.sort_by_key(|(key, _)| key.span().start);
+        let mut members = Vec::new();
+        for (key, value) in entries {
+            let key_value = Spanned::new(key.span(), DeValue::String(key.get_ref().clone()));
+            let Some(host) = self.id(&key_value, FIELD) else {
+                continue;
+            };
+            let addr = self.member_addr(value, host.get_ref(), subnet);
+            members.push(RawMember { host, addr });
+        }
+        members
+    }
+
+    fn member_addr(
+        &mut self,
+        value: &Value<'_>,
+        host: &str,
+        subnet: Option<&Ipv4Subnet>,
+    ) -> Option<Spanned<Ipv4Addr>> {
+        const FIELD: &str = "net.members";
+        let span = value.span();
+        let DeValue::String(text) = value.get_ref() else {
+            let hint = if matches!(value.get_ref(), DeValue::Table(_)) {
+                " (a host id containing '.' must be quoted: \"my.host\" = \"10.0.3.20\")"
+            } else {
+                ""
+            };
+            self.error(
+                &span,
+                FIELD,
+                format!(
+                    "expected the address of {host:?} as a string such as \"10.0.3.20\", found {}{hint}",
+                    a_type(value.get_ref())
+                ),
+            );
+            return None;
+        };
+        let addr = match text.parse::<IpAddr>() {
+            Ok(IpAddr::V4(addr)) => addr,
+            Ok(IpAddr::V6(_)) => {
+                self.error(
+                    &span,
+                    FIELD,
+                    format!("{text} is an IPv6 address: the underlay is IPv4 only for now"),
+                );
+                return None;
+            }
+            Err(_) => {
+                self.error(
+                    &span,
+                    FIELD,
+                    format!(
+                        "invalid address {text:?} for {host:?}: expected an IPv4 address such as 10.0.3.20 (no prefix, no port)"
+                    ),
+                );
+                return None;
+            }
+        };
+        if let Some(subnet) = subnet {
+            if !subnet.contains(addr) {
+                self.error(
+                    &span,
+                    FIELD,
+                    format!("{addr} ({host}) is not inside the net's subnet {subnet}"),
+                );
+            } else if !subnet.is_host_addr(addr) {
+                let which = if addr == subnet.network() {
+                    "network"
+                } else {
+                    "broadcast"
+                };
+                self.error(
+                    &span,
+                    FIELD,
+                    format!(
+                        "{addr} ({host}) is the {which} address of {subnet}; give the host another address"
+                    ),
+                );
+            }
+        }
+        Some(Spanned::new(span, addr))
+    }
+
     fn link_attrs(&mut self, table: &DeTable<'_>) -> LinkAttrs {
         fn non_negative(x: f64) -> bool {
             x.is_finite() && x >= 0.0
@@ -657,8 +880,20 @@ impl<'t> Checker<'t> {
         valid: fn(f64) -> bool,
         expected: &str,
     ) -> Option<f64> {
+        self.attr(table, "link", key, valid, expected)
+    }
+
+    /// An optional number of `[[section]]` that must satisfy `valid`.
+    fn attr(
+        &mut self,
+        table: &DeTable<'_>,
+        section: &str,
+        key: &str,
+        valid: fn(f64) -> bool,
+        expected: &str,
+    ) -> Option<f64> {
         let value = table.get(key)?;
-        let field = format!("link.{key}");
+        let field = format!("{section}.{key}");
         let number = self.number(value, &field)?;
         if valid(number) {
             Some(number)
@@ -739,6 +974,155 @@ impl<'t> Checker<'t> {
             } else {
                 first.insert(*addr.get_ref(), (owner, self.line(&addr.span())));
             }
+        }
+    }
+
+    /// Host ids have their own namespace.
+    fn check_unique_host_ids(&mut self, hosts: &[RawHost]) {
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        for id in hosts.iter().filter_map(|host| host.id.as_ref()) {
+            if id.get_ref().is_empty() {
+                continue;
+            }
+            if let Some(line) = first.get(id.get_ref().as_str()) {
+                self.error(
+                    &id.span(),
+                    "host.id",
+                    format!(
+                        "duplicate host id {:?} (first declared at line {line}); host ids must all be different",
+                        id.get_ref()
+                    ),
+                );
+            } else {
+                first.insert(id.get_ref(), self.line(&id.span()));
+            }
+        }
+    }
+
+    /// Members are declared hosts, once per net; addresses are unique
+    /// across the underlay; subnets do not overlap.
+    fn check_nets(&mut self, nets: &[RawNet], hosts: &[RawHost]) {
+        let known: BTreeSet<&str> = hosts
+            .iter()
+            .filter_map(|host| Some(host.id.as_ref()?.get_ref().as_str()))
+            .collect();
+        let known_list = id_list(known.iter().copied());
+        let mut addrs: HashMap<Ipv4Addr, (&str, usize)> = HashMap::new();
+        let mut subnets: Vec<(Ipv4Subnet, usize)> = Vec::new();
+        for net in nets {
+            if let Some(subnet) = &net.subnet {
+                let line = self.line(&subnet.span());
+                if let Some((other, other_line)) = subnets
+                    .iter()
+                    .find(|(other, _)| other.overlaps(subnet.get_ref()))
+                {
+                    self.error(
+                        &subnet.span(),
+                        "net.subnet",
+                        format!(
+                            "subnet {} overlaps {other} of the net at line {other_line}; every net needs its own subnet",
+                            subnet.get_ref()
+                        ),
+                    );
+                } else {
+                    subnets.push((*subnet.get_ref(), line));
+                }
+            }
+            let mut seen: BTreeSet<&str> = BTreeSet::new();
+            for member in &net.members {
+                let host = member.host.get_ref().as_str();
+                if !known.contains(host) {
+                    self.error(
+                        &member.host.span(),
+                        "net.members",
+                        format!("unknown host id {host:?} (declared hosts: {known_list})"),
+                    );
+                }
+                if !seen.insert(host) {
+                    self.error(
+                        &member.host.span(),
+                        "net.members",
+                        format!("host {host:?} is listed twice in this net"),
+                    );
+                }
+                let Some(addr) = &member.addr else {
+                    continue;
+                };
+                if let Some(&(owner, line)) = addrs.get(addr.get_ref()) {
+                    self.error(
+                        &addr.span(),
+                        "net.members",
+                        format!(
+                            "duplicate address {} (already given to {owner:?} at line {line}); every interface needs its own address",
+                            addr.get_ref()
+                        ),
+                    );
+                } else {
+                    addrs.insert(*addr.get_ref(), (host, self.line(&addr.span())));
+                }
+            }
+        }
+    }
+
+    /// With an underlay, every process address belongs to a host; client
+    /// hosts are declared hosts, and need an underlay.
+    fn check_placement(
+        &mut self,
+        nodes: &[RawNode],
+        clients: &[RawClient],
+        hosts: &[RawHost],
+        nets: &[RawNet],
+        nets_readable: bool,
+    ) {
+        let known: BTreeSet<&str> = hosts
+            .iter()
+            .filter_map(|host| Some(host.id.as_ref()?.get_ref().as_str()))
+            .collect();
+        for client in clients {
+            let Some(host) = &client.host else {
+                continue;
+            };
+            if hosts.is_empty() {
+                self.error(
+                    &host.span(),
+                    "client.host",
+                    "host needs an underlay: declare the [[host]] and [[net]] sections, or leave host out",
+                );
+            } else if !known.contains(host.get_ref().as_str()) {
+                self.error(
+                    &host.span(),
+                    "client.host",
+                    format!(
+                        "unknown host id {:?} (declared hosts: {})",
+                        host.get_ref(),
+                        id_list(known.iter().copied())
+                    ),
+                );
+            }
+        }
+        if hosts.is_empty() || !nets_readable {
+            return;
+        }
+        let addrs: BTreeSet<Ipv4Addr> = nets
+            .iter()
+            .flat_map(|net| &net.members)
+            .filter_map(|member| Some(*member.addr.as_ref()?.get_ref()))
+            .collect();
+        for node in nodes {
+            let Some(addr) = &node.addr else {
+                continue;
+            };
+            let ip = addr.get_ref().ip();
+            let message = match ip {
+                IpAddr::V4(v4) if addrs.contains(&v4) => continue,
+                IpAddr::V4(_) => format!(
+                    "no host has the address {ip}: with an underlay, each process runs on the host owning its IP; add {ip} to a [[net]]'s members"
+                ),
+                IpAddr::V6(_) => format!(
+                    "{ip} is an IPv6 address, but the underlay is IPv4 only for now; use the IPv4 address of a host"
+                ),
+            };
+            self.error(&addr.span(), "node.addr", message);
         }
     }
 
@@ -887,6 +1271,8 @@ impl<'t> Checker<'t> {
         nodes: &[RawNode],
         links: &[RawLink],
         clients: &[RawClient],
+        hosts: &[RawHost],
+        nets: &[RawNet],
     ) -> Option<Topology> {
         let nodes: Vec<NodeSpec> = nodes
             .iter()
@@ -918,9 +1304,38 @@ impl<'t> Checker<'t> {
                         .collect(),
                     addr: client.addr.as_ref().map(|addr| *addr.get_ref()),
                     watch: client.watch.clone(),
+                    host: client.host.as_ref().map(|host| host.get_ref().clone()),
                 })
             })
             .collect();
+        let hosts = hosts
+            .iter()
+            .map(|host| {
+                Some(HostSpec {
+                    id: host.id.as_ref()?.get_ref().clone(),
+                    router: host.router,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let nets = nets
+            .iter()
+            .map(|net| {
+                Some(NetSpec {
+                    subnet: *net.subnet.as_ref()?.get_ref(),
+                    members: net
+                        .members
+                        .iter()
+                        .map(|member| {
+                            Some(NetMember {
+                                host: member.host.get_ref().clone(),
+                                addr: *member.addr.as_ref()?.get_ref(),
+                            })
+                        })
+                        .collect::<Option<Vec<_>>>()?,
+                    rate_mbit: net.rate_mbit,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
         let bootstrapper = nodes
             .iter()
             .position(|node| node.role == Role::Bootstrapper)?;
@@ -929,6 +1344,8 @@ impl<'t> Checker<'t> {
             nodes,
             links,
             clients,
+            hosts,
+            nets,
             bootstrapper,
         })
     }
@@ -976,6 +1393,21 @@ impl<'t> Checker<'t> {
                 format!(
                     "overlay graph is disconnected: {} components {}",
                     components.len(),
+                    listed.join(" ")
+                ),
+            ));
+        }
+        let underlay = graph::underlay_components(topology.hosts(), topology.nets());
+        if underlay.len() > 1 {
+            let listed: Vec<String> = underlay
+                .iter()
+                .map(|component| format!("{{{}}}", component.join(", ")))
+                .collect();
+            warnings.push(self.warning(
+                None,
+                format!(
+                    "underlay is disconnected: {} components {}; hosts in different components cannot reach each other",
+                    underlay.len(),
                     listed.join(" ")
                 ),
             ));

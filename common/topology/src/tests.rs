@@ -186,12 +186,14 @@ fn a_valid_file_parses_with_the_right_neighbours() {
                 pops: vec!["n3".into(), "n2".into()],
                 addr: Some("127.0.0.9:0".parse().unwrap()),
                 watch: Some("test".into()),
+                host: None,
             },
             ClientSpec {
                 id: "c2".into(),
                 pops: vec!["s1".into()],
                 addr: None,
                 watch: None,
+                host: None,
             },
         ]
     );
@@ -834,6 +836,10 @@ fn garbage_input_never_panics() {
         "name = \"\"\n[[client]]\nid = \"c\"\npops = [1, \"x\", \"x\"]\naddr = \"::\"\nwatch = \"\"",
         "a.b.c.d = 1\n'' = 2\n\"\u{1F600}\" = 3",
         "\r\n\r\n\u{1F600}\u{1F600} = = \"\n",
+        "[[host]]\nrouter = 1\n[[host]]\nid = []\n[[net]]\nmembers = 5\n",
+        "[[net]]\nsubnet = \"1.2.3.4/99\"\nmembers = { a = 1, \"\" = \"x\", b.c = \"1.2.3.4\" }\nrate_mbit = -1",
+        "[[net]]\nsubnet = \"::/0\"\nmembers = {}\n[[net]]\nsubnet = \"0.0.0.0/0\"\nmembers = { x = \"255.255.255.255\" }",
+        "[[client]]\nid = \"c\"\npops = [\"x\"]\nhost = 7\n",
         &deep,
     ];
     for text in garbage {
@@ -985,4 +991,360 @@ fn hops(topology: &Topology, from: &str, to: &str) -> Option<usize> {
         frontier = next;
     }
     None
+}
+
+// ----- underlay ----------------------------------------------------------------
+
+/// Lines 1-47: processes on hosts h1 (boot and s1, different ports), h2, h3
+/// behind router r1; r1-h1 point-to-point, a LAN r1/h2/h3. A client with
+/// and one without `host`.
+const UNDERLAY: &str = r#"links = [["s1", "n1"], ["s1", "n2"], ["n1", "n2"]]
+
+[[node]]
+id = "boot"
+role = "bootstrapper"
+addr = "10.0.1.10:7100"
+
+[[node]]
+id = "s1"
+role = "server"
+addr = "10.0.1.10:7000"
+
+[[node]]
+id = "n1"
+role = "node"
+addr = "10.0.2.20:7000"
+
+[[node]]
+id = "n2"
+role = "node"
+addr = "10.0.2.21:7000"
+
+[[client]]
+id = "c1"
+pops = ["n2", "n1"]
+
+[[client]]
+id = "c2"
+pops = ["n1"]
+host = "r1"
+
+[[host]]
+id = "h1"
+[[host]]
+id = "r1"
+router = true
+[[host]]
+id = "h2"
+[[host]]
+id = "h3"
+
+[[net]]
+subnet = "10.0.1.0/24"
+members = { h1 = "10.0.1.10", r1 = "10.0.1.1" }
+[[net]]
+subnet = "10.0.2.0/24"
+members = { r1 = "10.0.2.1", h2 = "10.0.2.20", h3 = "10.0.2.21" }
+rate_mbit = 100
+"#;
+
+#[test]
+fn an_underlay_places_every_process_on_the_host_owning_its_ip() {
+    let loaded = parse_ok(UNDERLAY);
+    assert_eq!(loaded.warnings, []);
+    let topology = loaded.topology;
+    assert!(topology.has_underlay());
+    let hosts: Vec<(&str, bool)> = topology
+        .hosts()
+        .iter()
+        .map(|h| (h.id.as_str(), h.router))
+        .collect();
+    assert_eq!(
+        hosts,
+        [("h1", false), ("r1", true), ("h2", false), ("h3", false)]
+    );
+    assert_eq!(topology.nets().len(), 2);
+    let lan = &topology.nets()[1];
+    assert!(lan.is_lan() && !topology.nets()[0].is_lan());
+    assert_eq!(lan.subnet.to_string(), "10.0.2.0/24");
+    assert_eq!(lan.rate_mbit, Some(100.0));
+    let members: Vec<&str> = lan.members.iter().map(|m| m.host.as_str()).collect();
+    assert_eq!(members, ["r1", "h2", "h3"], "file order is kept");
+    assert_eq!(lan.addr_of("h3"), Some("10.0.2.21".parse().unwrap()));
+
+    let host_of = |id: &str| {
+        let ip = topology.node(id).unwrap().addr.ip();
+        topology.host_of(ip).map(|h| h.id.as_str())
+    };
+    assert_eq!(host_of("boot"), Some("h1"));
+    assert_eq!(host_of("s1"), Some("h1"));
+    assert_eq!(host_of("n2"), Some("h3"));
+    assert_eq!(topology.host_of("10.0.9.9".parse().unwrap()), None);
+    assert_eq!(
+        topology.host_addrs("r1"),
+        [
+            "10.0.1.1".parse::<std::net::Ipv4Addr>().unwrap(),
+            "10.0.2.1".parse().unwrap()
+        ]
+    );
+    let c1 = topology.client("c1").unwrap();
+    let c2 = topology.client("c2").unwrap();
+    assert_eq!(
+        topology.client_host(c1),
+        Some("h3"),
+        "the host of its first PoP"
+    );
+    assert_eq!(topology.client_host(c2), Some("r1"), "its own host");
+    assert_eq!(
+        topology.underlay_components(),
+        [vec!["h1", "h2", "h3", "r1"]]
+    );
+}
+
+#[test]
+fn a_topology_without_underlay_has_no_hosts_and_no_client_host() {
+    let topology = parse_ok(VALID).topology;
+    assert!(!topology.has_underlay());
+    assert!(topology.hosts().is_empty() && topology.nets().is_empty());
+    let c1 = topology.client("c1").unwrap();
+    assert_eq!(topology.client_host(c1), None);
+    assert_eq!(topology.host_of("127.0.0.2".parse().unwrap()), None);
+    assert!(!topology.to_toml().contains("[[host]]"));
+}
+
+#[test]
+fn to_toml_round_trips_an_underlay() {
+    let text = format!(
+        "{UNDERLAY}\n[[host]]\nid = \"odd.name\"\n\n[[net]]\nsubnet = \"192.168.7.6/31\"\nmembers = {{ \"odd.name\" = \"192.168.7.6\", h3 = \"192.168.7.7\" }}\nrate_mbit = 0.5\n"
+    );
+    let topology = parse_ok(&text).topology;
+    let written = topology.to_toml();
+    assert!(
+        written.contains("\"odd.name\" = \"192.168.7.6\""),
+        "{written}"
+    );
+    assert!(written.contains("router = true") && written.contains("host = \"r1\""));
+    let again = parse_ok(&written).topology;
+    assert_eq!(again, topology, "{written}");
+    assert_eq!(again.to_toml(), written);
+}
+
+#[test]
+fn underlay_problems_are_all_reported_with_line_and_field() {
+    let text = r#"[[node]]
+id = "boot"
+role = "bootstrapper"
+addr = "10.0.1.10:7100"
+
+[[node]]
+id = "s1"
+role = "server"
+addr = "10.0.9.9:7000"
+
+[[client]]
+id = "c1"
+pops = ["s1"]
+host = "nowhere"
+
+[[host]]
+id = "h1"
+[[host]]
+id = "h1"
+router = "yes"
+
+[[net]]
+subnet = "10.0.1.0/24"
+members = { h1 = "10.0.1.10", h9 = "10.0.1.11", r = "10.0.2.1" }
+[[net]]
+subnet = "10.0.1.128/25"
+members = { h1 = "10.0.1.10" }
+[[net]]
+subnet = "10.0.3.5/24"
+members = { h1 = "10.0.4.0" }
+[[net]]
+subnet = "10.0.5.0/24"
+members = { h1 = "10.0.5.0", "h.2" = "10.0.5.255", x = "2001:db8::1" }
+rate_mbit = 0
+[[net]]
+subnet = "2001:db8::/64"
+members = { h1 = "1.2.3.4/24" }
+"#;
+    let error = Topology::parse(text, "u.toml").unwrap_err();
+    let found: Vec<(usize, &str)> = error
+        .diagnostics()
+        .iter()
+        .map(|d| (d.line, d.field.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            // node.addr at line 9 is not checked: some member address is
+            // unreadable, and a placement error would only repeat that.
+            (14, "client.host"),
+            (19, "host.id"),
+            (20, "host.router"),
+            (24, "net.members"),
+            (24, "net.members"),
+            (24, "net.members"),
+            (26, "net.subnet"),
+            (27, "net.members"),
+            (27, "net.members"),
+            (29, "net.subnet"),
+            // line 30 is not checked against the unreadable subnet of line 29
+            (33, "net.members"),
+            (33, "net.members"),
+            (33, "net.members"),
+            (33, "net.members"),
+            (33, "net.members"),
+            (34, "net.rate_mbit"),
+            (36, "net.subnet"),
+            (37, "net.members"),
+        ],
+        "{error}"
+    );
+    let rendered = error.to_string();
+    for needle in [
+        "unknown host id \"nowhere\" (declared hosts: h1)",
+        "duplicate host id \"h1\" (first declared at line 17)",
+        "expected true or false, found a string",
+        "unknown host id \"h9\" (declared hosts: h1)",
+        "10.0.2.1 (r) is not inside the net's subnet 10.0.1.0/24",
+        "subnet 10.0.1.128/25 overlaps 10.0.1.0/24 of the net at line 23",
+        "duplicate address 10.0.1.10 (already given to \"h1\" at line 24)",
+        "10.0.3.5/24 has host bits set; the subnet is written 10.0.3.0/24",
+        "10.0.5.0 (h1) is the network address of 10.0.5.0/24",
+        "10.0.5.255 (h.2) is the broadcast address",
+        "2001:db8::1 is an IPv6 address: the underlay is IPv4 only for now",
+        "rate_mbit = 0 is out of range",
+        "IPv6 subnets are not supported: the underlay is IPv4 only for now",
+        "invalid address \"1.2.3.4/24\" for \"h1\"",
+    ] {
+        assert!(
+            rendered.contains(needle),
+            "missing {needle:?} in:\n{rendered}"
+        );
+    }
+}
+
+#[test]
+fn a_client_host_without_an_underlay_is_an_error() {
+    let text = with(&format!(
+        "{CHAIN}\n[[client]]\nid = \"c1\"\npops = [\"n2\"]\nhost = \"h1\"\n"
+    ));
+    single_error(&text, 30, "client.host", "needs an underlay");
+}
+
+#[test]
+fn process_addresses_must_be_ipv4_host_addresses_once_an_underlay_exists() {
+    let text = r#"[[node]]
+id = "boot"
+role = "bootstrapper"
+addr = "[::1]:7100"
+
+[[node]]
+id = "s1"
+role = "server"
+addr = "10.0.1.10:7000"
+
+[[host]]
+id = "h1"
+
+[[net]]
+subnet = "10.0.1.0/31"
+members = { h1 = "10.0.1.0" }
+"#;
+    let diagnostics = diagnostics(text);
+    assert_eq!(diagnostics.len(), 2, "{diagnostics:?}");
+    assert_eq!(
+        (diagnostics[0].line, diagnostics[0].field.as_str()),
+        (4, "node.addr")
+    );
+    assert!(
+        diagnostics[0].message.contains("IPv4 only for now"),
+        "{diagnostics:?}"
+    );
+    assert_eq!(
+        (diagnostics[1].line, diagnostics[1].field.as_str()),
+        (9, "node.addr")
+    );
+    assert!(
+        diagnostics[1]
+            .to_string()
+            .starts_with("t.toml:9:8: node.addr: no host has the address 10.0.1.10"),
+        "{}",
+        diagnostics[1]
+    );
+    // A /31 has no network or broadcast address: 10.0.1.0 is usable.
+    let fixed = text
+        .replace("[::1]:7100", "10.0.1.0:7100")
+        .replace("10.0.1.10:7000", "10.0.1.0:7000");
+    let topology = parse_ok(&fixed).topology;
+    assert_eq!(
+        topology
+            .host_of(topology.bootstrapper().addr.ip())
+            .unwrap()
+            .id,
+        "h1"
+    );
+}
+
+#[test]
+fn a_disconnected_underlay_is_a_warning_not_an_error() {
+    let text = UNDERLAY.replace(
+        "members = { h1 = \"10.0.1.10\", r1 = \"10.0.1.1\" }",
+        "members = { h1 = \"10.0.1.10\" }",
+    );
+    let loaded = parse_ok(&text);
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "t.toml: warning: underlay is disconnected: 2 components {h1} {h2, h3, r1}; hosts in different components cannot reach each other"
+        ]
+    );
+}
+
+#[test]
+fn subnets_parse_display_and_answer_membership() {
+    let subnet: Ipv4Subnet = "10.0.3.0/24".parse().unwrap();
+    assert_eq!(subnet.to_string(), "10.0.3.0/24");
+    assert_eq!(
+        subnet.broadcast(),
+        "10.0.3.255".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    assert!(subnet.contains("10.0.3.0".parse().unwrap()));
+    assert!(!subnet.is_host_addr("10.0.3.0".parse().unwrap()));
+    assert!(subnet.is_host_addr("10.0.3.254".parse().unwrap()));
+    assert!(!subnet.contains("10.0.4.1".parse().unwrap()));
+    assert_eq!(subnet.host(0), Some("10.0.3.1".parse().unwrap()));
+    assert_eq!(subnet.host(253), Some("10.0.3.254".parse().unwrap()));
+    assert_eq!(subnet.host(254), None);
+    let p2p: Ipv4Subnet = "10.0.0.0/31".parse().unwrap();
+    assert_eq!(p2p.host(0), Some("10.0.0.0".parse().unwrap()));
+    assert_eq!(p2p.host(1), Some("10.0.0.1".parse().unwrap()));
+    assert_eq!(p2p.host(2), None);
+    assert!("0.0.0.0/0".parse::<Ipv4Subnet>().unwrap().overlaps(&subnet));
+    assert_eq!(
+        Ipv4Subnet::containing("10.0.3.77".parse().unwrap(), 24),
+        Ok(subnet)
+    );
+    assert_eq!(
+        "10.0.3.0/33".parse::<Ipv4Subnet>(),
+        Err(SubnetError::Prefix(33))
+    );
+    assert_eq!("fd00::/8".parse::<Ipv4Subnet>(), Err(SubnetError::Ipv6));
+    for bad in [
+        "10.0.3.0",
+        "10.0.3.0/",
+        "10.0.3/24",
+        "10.0.3.0/+4",
+        "x/1",
+        "10.0.3.0/99999999999",
+    ] {
+        assert_eq!(bad.parse::<Ipv4Subnet>(), Err(SubnetError::Syntax), "{bad}");
+    }
+    assert!(matches!(
+        "10.0.3.1/24".parse::<Ipv4Subnet>(),
+        Err(SubnetError::HostBits { .. })
+    ));
 }

@@ -3,10 +3,11 @@
 use std::fmt::Write as _;
 
 use crate::Topology;
-use crate::spec::{ClientSpec, LinkSpec, NodeSpec};
+use crate::spec::{ClientSpec, HostSpec, LinkSpec, NetSpec, NodeSpec};
 
 /// The canonical text of `topology`: `name`, then every `[[node]]`,
-/// `[[link]]` and `[[client]]` in order, attributes only when set.
+/// `[[link]]`, `[[client]]`, `[[host]]` and `[[net]]` in order, optional
+/// fields only when set.
 pub(crate) fn to_toml(topology: &Topology) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail; the results are ignored on purpose.
@@ -19,6 +20,12 @@ pub(crate) fn to_toml(topology: &Topology) -> String {
     }
     for client in topology.clients() {
         let _ = write_client(&mut out, client);
+    }
+    for host in topology.hosts() {
+        let _ = write_host(&mut out, host);
+    }
+    for net in topology.nets() {
+        let _ = write_net(&mut out, net);
     }
     out
 }
@@ -61,7 +68,52 @@ fn write_client(out: &mut String, client: &ClientSpec) -> std::fmt::Result {
     if let Some(watch) = &client.watch {
         writeln!(out, "watch = {}", quote(watch))?;
     }
+    if let Some(host) = &client.host {
+        writeln!(out, "host = {}", quote(host))?;
+    }
     Ok(())
+}
+
+fn write_host(out: &mut String, host: &HostSpec) -> std::fmt::Result {
+    writeln!(out)?;
+    writeln!(out, "[[host]]")?;
+    writeln!(out, "id = {}", quote(&host.id))?;
+    if host.router {
+        writeln!(out, "router = true")?;
+    }
+    Ok(())
+}
+
+fn write_net(out: &mut String, net: &NetSpec) -> std::fmt::Result {
+    writeln!(out)?;
+    writeln!(out, "[[net]]")?;
+    writeln!(out, "subnet = {}", quote(&net.subnet.to_string()))?;
+    let members: Vec<String> = net
+        .members
+        .iter()
+        .map(|member| {
+            format!(
+                "{} = {}",
+                key(&member.host),
+                quote(&member.addr.to_string())
+            )
+        })
+        .collect();
+    writeln!(out, "members = {{ {} }}", members.join(", "))?;
+    if let Some(rate) = net.rate_mbit {
+        writeln!(out, "rate_mbit = {}", float(rate))?;
+    }
+    Ok(())
+}
+
+/// A TOML key: bare when it may be (`n1`, `r_3-a`), quoted otherwise
+/// (a bare `a.b` would be a dotted key).
+fn key(text: &str) -> String {
+    let bare = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    if bare { text.to_owned() } else { quote(text) }
 }
 
 /// A TOML float that reads back as exactly `value`.

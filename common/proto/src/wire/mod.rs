@@ -61,6 +61,7 @@
 //! Golden-byte tests at the bottom of this file pin every layout above.
 
 mod buf;
+pub mod spec;
 
 use buf::{Put, Reader};
 use std::net::SocketAddr;
