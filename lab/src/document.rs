@@ -547,10 +547,10 @@ fn readme(runs: &[&RunResult], plots: &[(String, String, String)]) -> String {
         .sum();
     let _ = writeln!(
         o,
-        "Link stress is sampled every second from the nodes' per-neighbour counters: a link \
-         counts two copies when the same stream crossed it in both directions within one \
-         interval. {stressed} of {total} (link, run) pairs that carried media ever had more than \
-         one copy.\n"
+        "Link stress is read from each node's route table every second: a stream crosses a \
+         link a→b when b is in a's downstream set for it, so a link carries two copies at a \
+         moment only if the stream loops over it. {stressed} of {total} (link, run) pairs that \
+         carried media ever had more than one copy.\n"
     );
     img(&mut o, "link-stress.svg");
     o.push_str(
@@ -667,7 +667,7 @@ from sequence numbers and TS continuity counters on the bytes as they arrive.\n\
 | continuity index | datagrams played on time / datagrams the source sent during the watch |\n\
 | stall | a gap over 200 ms between new media datagrams at the viewer |\n\
 | repair time | longest media gap (> 100 ms) of a viewer whose tree path a fault hit, within 1 s before to 5 s after it |\n\
-| link stress | copies of one stream crossing one overlay link at a time (goal: 1) |\n\
+| link stress | copies of one stream crossing one overlay link at one moment, from the route tables (goal: 1) |\n\
 | stretch | delay along the tree path / shortest-path delay, from the configured link latencies |\n\
 | control overhead | control bytes sent per second per node, and as % of the stream's bitrate |\n\n\
 The scenario files are in `scenarios/`, the topologies in `topologies/`; each run leaves its \
@@ -679,8 +679,9 @@ const LIMITS: &str = "## 5. Limits of these measurements\n\n\
 CPU, so timings include scheduling noise that separate machines would not have.\n\
 - Latency and loss are emulated in user space on the sending side of overlay links; the \
 viewer-to-PoP link is not impaired.\n\
-- Link stress is sampled per second from counters, so a stream that moved from one direction \
-of a link to the other within one second would count two copies.\n\
+- Link stress and paths are sampled once a second from the nodes' stats files, so a tree that \
+changed and changed back between two samples is not seen; link changes (cuts, loss, latency) \
+take effect when the nodes next read the topology file, up to 1 s after the event's time.\n\
 - Repair time is measured from media arrivals at the viewer: a viewer whose PoP was fed over \
 two paths (`--dual-parent`) or whose gap stayed under 100 ms shows 0.\n";
 

@@ -198,7 +198,21 @@ fn cleanup_stale(runs_root: &Path, quiet: bool) -> Result<()> {
             println!("still running: {}", dir.display());
         }
     }
-    for dir in &report.stale_runs {
+    // Namespaces are recorded in their run dir (netns.json, removed after a clean teardown):
+    // any run dir still holding one that is not a live run belongs to a crashed lab, whether or
+    // not an earlier cleanup already took it off the live list.
+    let mut crashed: Vec<PathBuf> = report.stale_runs.clone();
+    if let Ok(entries) = std::fs::read_dir(runs_root) {
+        for dir in entries.flatten().map(|e| e.path()) {
+            if dir.join(meshcast_lab::netns::STATE_FILE).exists()
+                && !report.live_runs.iter().any(|live| same_dir(live, &dir))
+                && !crashed.iter().any(|c| same_dir(c, &dir))
+            {
+                crashed.push(dir);
+            }
+        }
+    }
+    for dir in &crashed {
         match underlay::cleanup_stale(dir) {
             Ok(removed) => {
                 for ns in removed {
@@ -221,6 +235,14 @@ fn cleanup_stale(runs_root: &Path, quiet: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether two paths name the same directory (one may be relative).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 fn cleanup(runs_root: &Path) -> Result<ExitCode> {
@@ -310,7 +332,26 @@ fn run(runs_root: &Path, args: RunArgs) -> Result<ExitCode> {
                     &mut stop,
                 )
                 .await
-                .with_context(|| format!("scenario {}", scenario.file.display()))?;
+                .with_context(|| format!("scenario {}", scenario.file.display()));
+                // A run that could not even start fails, and the suite goes on.
+                let outcome = match outcome {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        eprintln!("meshcast-lab: {e:#}");
+                        let failed = RunResult {
+                            scenario: scenario.name.clone(),
+                            description: scenario.description.clone(),
+                            variant: variant.map_or_else(String::new, |l| format!("loss={l}")),
+                            sweep_loss: variant,
+                            mode: if opts.netns { "netns" } else { "loopback" }.to_owned(),
+                            unexpected_exits: vec![format!("the run failed: {e:#}")],
+                            ..RunResult::default()
+                        };
+                        print_run(&failed);
+                        results.push(failed);
+                        continue;
+                    }
+                };
                 match outcome {
                     Outcome::Done(result) => {
                         print_run(&result);

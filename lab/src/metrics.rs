@@ -1,7 +1,7 @@
 //! The KPIs a scenario can expect, by name, and how each is computed from a run's results.
 //!
-//! Definitions follow design.md §4: continuity index per client (TS packets played on time /
-//! sent), stalls (media gaps over 200 ms), startup delay (watch request to first media), repair
+//! Definitions follow the overlay-multicast literature: continuity index per client (datagrams
+//! played on time / sent), stalls (media gaps over 200 ms), startup delay (watch request to first media), repair
 //! time (the longest media gap of an affected viewer around a fault), link stress (copies of a
 //! stream on one overlay link at a time), stretch (overlay path delay / shortest path delay),
 //! control overhead (control bytes per second per node, as a share of the stream's bitrate).
@@ -124,19 +124,20 @@ impl Metric {
             Metric::Continuity | Metric::MaxStallMs | Metric::StartupMs | Metric::Stretch => {
                 self.worst(per_client().collect())
             }
-            Metric::Stalls | Metric::LostPackets | Metric::CcErrors | Metric::DecodeErrors => {
-                Some(per_client().sum())
-            }
-            Metric::MaxRepairMs => {
-                Some(run.repairs.iter().map(|r| r.repair_ms).fold(0.0, f64::max))
-            }
-            Metric::LinkStress => Some(run.links.iter().map(|l| l.stress).fold(0.0, f64::max)),
-            Metric::ControlOverheadPct => Some(
-                run.nodes
-                    .iter()
-                    .filter_map(|n| n.overhead_pct)
-                    .fold(0.0, f64::max),
-            ),
+            Metric::Stalls | Metric::LostPackets | Metric::CcErrors => Some(per_client().sum()),
+            // Nothing measured is no pass: each of these is `None` without data.
+            Metric::DecodeErrors => run
+                .clients
+                .iter()
+                .any(|c| c.decode_ok.is_some())
+                .then(|| per_client().sum()),
+            Metric::MaxRepairMs => run.repairs.iter().map(|r| r.repair_ms).reduce(f64::max),
+            Metric::LinkStress => run.links.iter().map(|l| l.stress).reduce(f64::max),
+            Metric::ControlOverheadPct => run
+                .nodes
+                .iter()
+                .filter_map(|n| n.overhead_pct)
+                .reduce(f64::max),
             Metric::ClientsPlaying => Some(
                 run.clients
                     .iter()

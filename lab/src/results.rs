@@ -137,7 +137,7 @@ pub struct NodeResult {
     pub overhead_pct: Option<f64>,
     /// Media datagrams re-sent after NACKs.
     pub retransmitted: u64,
-    /// Input dropped (all reasons).
+    /// Input dropped (every reason but second copies and stale announcements, which are normal).
     pub drops: u64,
     /// Times the scenario restarted it.
     pub restarts: u32,
@@ -154,7 +154,7 @@ pub struct LinkResult {
     pub a_to_b: u64,
     /// Media datagrams b → a.
     pub b_to_a: u64,
-    /// Most copies of one stream seen on the link within one sampling interval.
+    /// Most copies of one stream seen on the link at one moment (per-second snapshots).
     pub stress: f64,
 }
 
@@ -201,27 +201,32 @@ pub struct ExpectationResult {
 /// The stats of every server and node at one moment.
 pub type Snapshot = BTreeMap<String, Value>;
 
-/// The node whose stats list `client_addr` as a client watching `channel`.
-pub fn pop_of(snapshot: &Snapshot, client_addr: &str, channel: &str) -> Option<String> {
+/// The PoP serving the client at `client_addr` and the stream it is fed: the node whose active
+/// route of `channel` has that client downstream now. (A former PoP may still list the client
+/// among its watchers for a few seconds of soft state, but no longer forwards to it.)
+pub fn pop_of(snapshot: &Snapshot, client_addr: &str, channel: &str) -> Option<(String, String)> {
+    let key = format!("client:{client_addr}");
     snapshot.iter().find_map(|(id, stats)| {
-        let clients = stats.get("clients")?.as_array()?;
-        clients
-            .iter()
-            .any(|c| {
-                c.get("addr").and_then(Value::as_str) == Some(client_addr)
-                    && c.get("watching")
-                        .and_then(Value::as_array)
-                        .is_some_and(|w| w.iter().any(|x| x.as_str() == Some(channel)))
+        let routes = stats.get("routes")?.as_array()?;
+        routes.iter().find_map(|r| {
+            let serving = r.get("channel").and_then(Value::as_str) == Some(channel)
+                && r.get("state").and_then(Value::as_str) == Some("active")
+                && r.get("downstream")
+                    .and_then(Value::as_array)
+                    .is_some_and(|d| d.iter().any(|x| x.as_str() == Some(key.as_str())));
+            serving.then(|| {
+                let stream = r.get("stream").and_then(Value::as_str).unwrap_or_default();
+                (id.clone(), stream.to_owned())
             })
-            .then(|| id.clone())
+        })
     })
 }
 
-/// The active route of `channel` at `node`: (upstream, local).
-fn route_of(stats: &Value, channel: &str) -> Option<(Option<String>, bool)> {
+/// The active route of `stream` at a node: (upstream, local).
+fn route_of(stats: &Value, stream: &str) -> Option<(Option<String>, bool)> {
     let routes = stats.get("routes")?.as_array()?;
     let route = routes.iter().find(|r| {
-        r.get("channel").and_then(Value::as_str) == Some(channel)
+        r.get("stream").and_then(Value::as_str) == Some(stream)
             && r.get("state").and_then(Value::as_str) == Some("active")
     })?;
     let local = route.get("local").and_then(Value::as_bool).unwrap_or(false);
@@ -232,13 +237,13 @@ fn route_of(stats: &Value, channel: &str) -> Option<(Option<String>, bool)> {
     Some((upstream, local))
 }
 
-/// The tree path of `channel` from its origin to `pop`, origin first, following each node's
-/// active upstream; `None` if it breaks or loops.
-pub fn path_to(snapshot: &Snapshot, pop: &str, channel: &str) -> Option<Vec<String>> {
+/// The tree path of `stream` from its origin to `pop`, origin first, following each node's
+/// active upstream for that stream; `None` if it breaks or loops.
+pub fn path_to(snapshot: &Snapshot, pop: &str, stream: &str) -> Option<Vec<String>> {
     let mut path = vec![pop.to_owned()];
     let mut at = pop.to_owned();
     for _ in 0..=snapshot.len() {
-        let (upstream, local) = route_of(snapshot.get(&at)?, channel)?;
+        let (upstream, local) = route_of(snapshot.get(&at)?, stream)?;
         if local {
             path.reverse();
             return Some(path);
@@ -351,31 +356,61 @@ pub fn media_out(snapshot: &Snapshot) -> BTreeMap<(String, String, String), u64>
     out
 }
 
-/// Accumulates link stress across snapshots: in each interval, the number of directions in
-/// which a stream's counter on a link grew.
+/// Link stress from snapshots: in each snapshot, a stream crosses link a→b when b is in a's
+/// downstream set for it (primary or secondary child); the copies of a stream on a link at that
+/// moment are the directions it crosses (2 would mean the stream loops over the link).
 #[derive(Debug, Default)]
 pub struct StressMeter {
-    last: BTreeMap<(String, String, String), u64>,
-    /// `(a, b)` with `a < b` → highest copies seen in one interval.
+    /// `(a, b)` with `a < b` → most copies of one stream seen on the link at one moment.
     pub max: BTreeMap<(String, String), f64>,
-    /// Every (link, interval) observation with media: copies.
+    /// Every (link, stream, snapshot) observation: copies.
     pub observations: Vec<f64>,
 }
 
 impl StressMeter {
-    /// Takes the counters of a new snapshot.
+    /// Takes the trees of a new snapshot.
     pub fn sample(&mut self, snapshot: &Snapshot) {
-        let now = media_out(snapshot);
         let mut copies: BTreeMap<(String, String, String), f64> = BTreeMap::new();
-        for (key, &count) in &now {
-            let before = self.last.get(key).copied().unwrap_or(0);
-            // A restarted node's counters start again from 0: count only growth.
-            if count > before {
-                let (from, to, stream) = key;
-                let (a, b) = if from < to { (from, to) } else { (to, from) };
-                *copies
-                    .entry((a.clone(), b.clone(), stream.clone()))
-                    .or_insert(0.0) += 1.0;
+        for (id, stats) in snapshot {
+            let neighbours: Vec<&str> = stats
+                .get("neighbours")
+                .and_then(Value::as_array)
+                .map(|n| {
+                    n.iter()
+                        .filter_map(|x| x.get("id").and_then(Value::as_str))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for route in stats
+                .get("routes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if route.get("state").and_then(Value::as_str) != Some("active") {
+                    continue;
+                }
+                let stream = route
+                    .get("stream")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                for child in route
+                    .get("downstream")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .filter(|c| neighbours.contains(c))
+                {
+                    let (a, b) = if id.as_str() < child {
+                        (id.as_str(), child)
+                    } else {
+                        (child, id.as_str())
+                    };
+                    *copies
+                        .entry((a.to_owned(), b.to_owned(), stream.to_owned()))
+                        .or_insert(0.0) += 1.0;
+                }
             }
         }
         for ((a, b, _), c) in copies {
@@ -383,7 +418,6 @@ impl StressMeter {
             let slot = self.max.entry((a, b)).or_insert(0.0);
             *slot = slot.max(c);
         }
-        self.last = now;
     }
 }
 
@@ -651,28 +685,30 @@ latency_ms = 5
         .topology
     }
 
-    fn route(channel: &str, upstream: Option<&str>, local: bool) -> Value {
-        json!({"channel": channel, "state": "active", "upstream": upstream, "local": local,
-               "stream": "0000abcd", "media_out": {}})
+    fn route(upstream: Option<&str>, local: bool, downstream: &[&str]) -> Value {
+        json!({"channel": "tv", "state": "active", "upstream": upstream, "local": local,
+               "stream": "0000abcd", "downstream": downstream, "media_out": {}})
     }
 
     #[test]
     fn the_path_follows_upstreams_to_the_origin_and_stretch_compares_with_the_shortest() {
         let mut snap = Snapshot::new();
-        snap.insert("s1".into(), json!({"routes": [route("tv", None, true)]}));
+        snap.insert("s1".into(), json!({"routes": [route(None, true, &["n1"])]}));
         snap.insert(
             "n1".into(),
-            json!({"routes": [route("tv", Some("s1"), false)]}),
+            json!({"routes": [route(Some("s1"), false, &["n2"])]}),
         );
+        // n1 still lists the client as a watcher (soft state) but no longer serves it.
         snap.insert(
             "n2".into(),
-            json!({"routes": [route("tv", Some("n1"), false)],
-                   "clients": [{"addr": "127.0.0.9:5000", "watching": ["tv"]}]}),
+            json!({"routes": [route(Some("n1"), false, &["client:127.0.0.9:5000"])]}),
         );
-        assert_eq!(pop_of(&snap, "127.0.0.9:5000", "tv").as_deref(), Some("n2"));
+        let (pop, stream) = pop_of(&snap, "127.0.0.9:5000", "tv").unwrap();
+        assert_eq!((pop.as_str(), stream.as_str()), ("n2", "0000abcd"));
         assert_eq!(pop_of(&snap, "127.0.0.9:5000", "radio"), None);
-        let path = path_to(&snap, "n2", "tv").unwrap();
+        let path = path_to(&snap, "n2", &stream).unwrap();
         assert_eq!(path, ["s1", "n1", "n2"]);
+        assert_eq!(path_to(&snap, "n2", "0000ffff"), None);
         // 20 ms along the tree against 5 ms on the direct link.
         assert_eq!(stretch(&topo(), &path), Some(4.0));
         assert_eq!(stretch(&topo(), &path[..1]), None);
@@ -683,35 +719,32 @@ latency_ms = 5
         let mut snap = Snapshot::new();
         snap.insert(
             "n1".into(),
-            json!({"routes": [route("tv", Some("n2"), false)]}),
+            json!({"routes": [route(Some("n2"), false, &[])]}),
         );
         snap.insert(
             "n2".into(),
-            json!({"routes": [route("tv", Some("n1"), false)]}),
+            json!({"routes": [route(Some("n1"), false, &[])]}),
         );
-        assert_eq!(path_to(&snap, "n2", "tv"), None);
+        assert_eq!(path_to(&snap, "n2", "0000abcd"), None);
     }
 
     #[test]
-    fn stress_counts_directions_that_grew_in_one_interval() {
-        let node = |out: Value, nbr: &str| {
+    fn stress_counts_the_directions_a_stream_crosses_a_link_at_one_moment() {
+        let node = |nbr: &str, downstream: &[&str]| {
             json!({"neighbours": [{"id": nbr}],
-                   "routes": [{"stream": "01", "media_out": out}]})
+                   "routes": [{"stream": "01", "state": "active", "downstream": downstream}]})
         };
         let mut meter = StressMeter::default();
         let mut snap = Snapshot::new();
-        snap.insert("a".into(), node(json!({"b": 10}), "b"));
-        snap.insert("b".into(), node(json!({"a": 0, "127.0.0.9:1": 10}), "a"));
-        meter.sample(&snap);
-        snap.insert("a".into(), node(json!({"b": 20}), "b"));
+        snap.insert("a".into(), node("b", &["b"]));
+        snap.insert("b".into(), node("a", &["client:127.0.0.9:1"]));
         meter.sample(&snap);
         assert_eq!(meter.max.get(&("a".into(), "b".into())), Some(&1.0));
-        // Now the stream crosses the link both ways in the same interval.
-        snap.insert("a".into(), node(json!({"b": 30}), "b"));
-        snap.insert("b".into(), node(json!({"a": 5}), "a"));
+        // A loop: each end forwards the stream to the other.
+        snap.insert("b".into(), node("a", &["a"]));
         meter.sample(&snap);
         assert_eq!(meter.max.get(&("a".into(), "b".into())), Some(&2.0));
-        assert_eq!(meter.observations, [1.0, 1.0, 2.0]);
+        assert_eq!(meter.observations, [1.0, 2.0]);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -84,8 +85,8 @@ impl std::fmt::Debug for Placement {
     }
 }
 
-/// The loopback placement: client N binds A.B.C.(200+N):7600, in the /24 of the bootstrapper
-/// (127.0.250.N when that is not a loopback address), so that PoP stats tell clients apart and
+/// The loopback placement: client N (from 0) binds A.B.C.(200+N):7600, in the /24 of the
+/// bootstrapper (127.0.250.(200+N) when that is not a loopback address; at most 56 clients), so that PoP stats tell clients apart and
 /// runs on different loopback /24s do not collide.
 pub fn loopback_placement(topology: Topology) -> Placement {
     let [a, b, c] = match topology.bootstrapper().addr.ip() {
@@ -156,7 +157,8 @@ struct Runner<'a> {
     killed: BTreeSet<String>,
     last_killed: Option<String>,
     restarts: BTreeMap<String, u32>,
-    saved_links: BTreeMap<(String, String), LinkAttrs>,
+    /// Loss of each cut link before the cut, restored by the heal.
+    saved_loss: BTreeMap<(String, String), Option<f64>>,
     unexpected: Vec<String>,
     stress: StressMeter,
     snapshot: Snapshot,
@@ -194,6 +196,10 @@ pub async fn run_once(
         format!("{}-{}", scenario.name, variant.replace('=', ""))
     };
     let run = RunDir::create(&opts.runs_root, &name)?;
+    // Registered as live before any namespace exists, so a crash at any later point is
+    // cleaned up on the next start.
+    let procs = Procs::new(run)?;
+    let run = procs.run_dir().clone();
     let placement = placement(topology, run.path())?;
     let clients = !placement.topology.clients().is_empty();
     let bins = Bins::locate(&placement.topology, clients)?;
@@ -223,7 +229,6 @@ pub async fn run_once(
     if scenario.dual_parent {
         overlay_args.push("--dual-parent".to_owned());
     }
-    let procs = Procs::new(run)?;
     let mut mesh = Mesh::new(
         procs,
         MeshSetup {
@@ -253,7 +258,7 @@ pub async fn run_once(
         killed: BTreeSet::new(),
         last_killed: None,
         restarts: BTreeMap::new(),
-        saved_links: BTreeMap::new(),
+        saved_loss: BTreeMap::new(),
         unexpected: Vec::new(),
         stress: StressMeter::default(),
         snapshot: Snapshot::new(),
@@ -293,7 +298,10 @@ pub async fn run_once(
             }
         })
         .collect();
-    result.passed = expectations.iter().all(|e| e.passed) && result.unexpected_exits.is_empty();
+    // A fault that could not be injected means the scenario did not test what it says.
+    result.passed = expectations.iter().all(|e| e.passed)
+        && result.unexpected_exits.is_empty()
+        && result.events.iter().all(|e| e.error.is_none());
     result.expectations = expectations;
     results::write_all(&results_dir, &result)
         .with_context(|| format!("cannot write results to {}", results_dir.display()))?;
@@ -476,6 +484,8 @@ impl Runner<'_> {
 
     /// Starts a session of `client`.
     fn watch(&mut self, client: &str, channel: Option<String>) -> Option<String> {
+        // A session that just ended must be filed before a new one of the same client starts.
+        self.poll_exits();
         let spec = self.mesh.topology().client(client)?.clone();
         if self.mesh.procs().is_running(client) {
             return Some(format!("{client} is already watching"));
@@ -578,11 +588,13 @@ impl Runner<'_> {
             let Some(bind) = self.binds.get(&session.id) else {
                 continue;
             };
-            let Some(pop) = results::pop_of(&snapshot, &bind.to_string(), &session.channel) else {
+            let Some((pop, stream)) =
+                results::pop_of(&snapshot, &bind.to_string(), &session.channel)
+            else {
                 continue;
             };
             session.last_pop = Some(pop.clone());
-            if let Some(path) = results::path_to(&snapshot, &pop, &session.channel) {
+            if let Some(path) = results::path_to(&snapshot, &pop, &stream) {
                 if let Some(s) = results::stretch(&topology, &path) {
                     session.stretches.push(s);
                 }
@@ -620,29 +632,38 @@ impl Runner<'_> {
                         self.note_fault(at_s, action, |path| path.contains(&node));
                         self.killed.insert(node.clone());
                         self.last_killed = Some(node.clone());
-                        self.mesh.kill(&node).err().map(|e| e.to_string())
+                        let error = self.mesh.kill(&node).err().map(|e| e.to_string());
+                        // Reaped now, so a restart at the same moment is not mistaken for it.
+                        self.poll_exits();
+                        error
                     }
                     Err(e) => Some(e),
                 }
             }
-            Action::Restart { node } => match node.clone().or_else(|| self.last_killed.clone()) {
-                Some(node) => {
-                    target = Some(node.clone());
-                    *self.restarts.entry(node.clone()).or_insert(0) += 1;
-                    match self.mesh.start_node(&node) {
-                        Ok(_) => {
-                            self.killed.remove(&node);
-                            None
+            Action::Restart { node } => {
+                let node = match node {
+                    Some(node) => Some(node.clone()),
+                    None => self.last_killed.take(),
+                };
+                match node {
+                    Some(node) => {
+                        target = Some(node.clone());
+                        match self.mesh.start_node(&node) {
+                            Ok(_) => {
+                                *self.restarts.entry(node.clone()).or_insert(0) += 1;
+                                self.killed.remove(&node);
+                                None
+                            }
+                            Err(e) => Some(e.to_string()),
                         }
-                        Err(e) => Some(e.to_string()),
                     }
+                    None => Some("no killed node is waiting for a restart".into()),
                 }
-                None => Some("nothing was killed before".into()),
-            },
+            }
             Action::Partition { a, b } => {
                 self.sample();
                 let current = self.mesh.link_attrs(a, b).unwrap_or_default();
-                self.saved_links.entry(key(a, b)).or_insert(current);
+                self.saved_loss.entry(key(a, b)).or_insert(current.loss);
                 self.note_fault(at_s, action, |path| {
                     path.windows(2)
                         .any(|w| (w[0] == *a && w[1] == *b) || (w[0] == *b && w[1] == *a))
@@ -653,10 +674,17 @@ impl Runner<'_> {
                 };
                 self.mesh.set_link(a, b, cut).err().map(|e| e.to_string())
             }
-            Action::Heal { a, b } => {
-                let attrs = self.saved_links.remove(&key(a, b)).unwrap_or_default();
-                self.mesh.set_link(a, b, attrs).err().map(|e| e.to_string())
-            }
+            Action::Heal { a, b } => match self.saved_loss.remove(&key(a, b)) {
+                // Only the loss goes back: other changes made meanwhile stay.
+                Some(loss) => {
+                    let attrs = LinkAttrs {
+                        loss,
+                        ..self.mesh.link_attrs(a, b).unwrap_or_default()
+                    };
+                    self.mesh.set_link(a, b, attrs).err().map(|e| e.to_string())
+                }
+                None => Some(format!("{a}-{b} is not cut")),
+            },
             Action::Link { link, change } => {
                 let pairs: Vec<(String, String)> = match link {
                     Some((a, b)) => vec![(a.clone(), b.clone())],
@@ -962,6 +990,7 @@ fn clip(runs_root: &Path, name: &str, index: usize) -> Result<PathBuf> {
         ])
         .arg(&tmp)
         .stdin(Stdio::null())
+        .process_group(0)
         .output()
         .context(
             "cannot run ffmpeg to make a channel clip (install it with `apt-get install ffmpeg`)",
@@ -986,9 +1015,15 @@ fn decodes_cleanly(file: &Path) -> Option<bool> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // Out of the terminal's process group: a Ctrl-C is the lab's to handle.
+        .process_group(0)
         .status()
         .ok()?;
-    Some(status.success())
+    // Killed by a signal, or FFmpeg's "interrupted" (255): no verdict on the file.
+    match status.code() {
+        None | Some(255) => None,
+        Some(code) => Some(code == 0),
+    }
 }
 
 fn f(v: &Value, key: &str) -> Option<f64> {
@@ -1084,10 +1119,16 @@ fn node_result(id: &str, role: Role, stats: &Value, stream_kbps: f64, restarts: 
         .get("routes")
         .and_then(Value::as_array)
         .map_or(0, |r| r.iter().map(|r| u(r, "retransmitted")).sum());
+    // Second copies (dual parents) and stale announcements (flooding) are normal, not drops.
     let drops = stats
         .get("drops")
         .and_then(Value::as_object)
-        .map_or(0, |d| d.values().filter_map(Value::as_u64).sum());
+        .map_or(0, |d| {
+            d.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "duplicate_media" | "stale_announce"))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        });
     let control_tx_bps = per_s(control_tx);
     NodeResult {
         id: id.to_owned(),

@@ -364,9 +364,13 @@ impl Scenario {
         let raw: RawScenario = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
-                let message = e.message().trim_end().to_owned();
-                let field = field_of(&message);
-                c.at(e.span().unwrap_or(0..0), &field, message);
+                let span = e.span().unwrap_or(0..0);
+                let mut message = e.message().trim_end().to_owned();
+                if message.contains("untagged enum LinkSel") {
+                    message = "expected \"*\" (every link) or a pair [\"a\", \"b\"]".to_owned();
+                }
+                let field = field_of(&message).unwrap_or_else(|| field_at(text, span.start));
+                c.at(span, &field, message);
                 return Err(ScenarioError::Invalid(c.problems));
             }
         };
@@ -399,7 +403,7 @@ impl Scenario {
             c.at(
                 raw.duration_s.span(),
                 "duration_s",
-                "expected a number of seconds from 1 to 3600",
+                "expected a number of seconds > 0 and <= 3600",
             );
         }
         let warmup_s = raw.warmup_s.as_ref().map_or(3.0, |w| *w.get_ref());
@@ -531,13 +535,34 @@ impl Scenario {
 }
 
 /// The field named in a serde message such as "unknown field `x`, expected ...".
-fn field_of(message: &str) -> String {
+fn field_of(message: &str) -> Option<String> {
     message
         .split('`')
         .nth(1)
         .filter(|_| message.contains("field"))
-        .unwrap_or("toml")
-        .to_owned()
+        .map(str::to_owned)
+}
+
+/// The key written on the line holding byte `offset`, prefixed with the table it is in
+/// (`event.at`), for errors that toml reports at a value.
+fn field_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or_default();
+    let Some((key, _)) = line.split_once('=') else {
+        return "toml".to_owned();
+    };
+    let key = key.trim();
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
+    }
 }
 
 fn ids<'a>(ids: impl Iterator<Item = &'a str>) -> String {
@@ -936,6 +961,24 @@ kill = "n1"
                 "{wanted} missing: {names:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_table_and_key() {
+        let d = dir("types");
+        let text = "topology = \"t.toml\"\nduration_s = 5\n[[event]]\nat = 1\nlink = [\"n1\"]\nloss = 0.1\n";
+        let Err(ScenarioError::Invalid(problems)) = Scenario::parse(text, &d.join("x.toml")) else {
+            panic!("accepted")
+        };
+        assert_eq!(problems[0].line, 5, "{problems:?}");
+        assert_eq!(problems[0].field, "event.link", "{problems:?}");
+        assert!(problems[0].message.contains("a pair"), "{problems:?}");
+        let text = "topology = \"t.toml\"\nduration_s = \"30\"\n";
+        let Err(ScenarioError::Invalid(problems)) = Scenario::parse(text, &d.join("x.toml")) else {
+            panic!("accepted")
+        };
+        assert_eq!(problems[0].field, "duration_s", "{problems:?}");
+        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
