@@ -20,6 +20,8 @@
 //! - `main.rs` (binary `meshcast-lab`): the commands.
 
 pub mod document;
+#[cfg(test)]
+mod fixtures;
 pub mod interop;
 pub mod mesh;
 pub mod metrics;

@@ -467,28 +467,7 @@ mod tests {
 
     #[test]
     fn client_pops_are_addresses_in_preference_order() {
-        let text = r#"
-            links = [["s1", "n1"], ["n1", "n2"]]
-            [[node]]
-            id = "boot"
-            role = "bootstrapper"
-            addr = "127.0.0.1:7000"
-            [[node]]
-            id = "s1"
-            role = "server"
-            addr = "127.0.0.2:7000"
-            [[node]]
-            id = "n1"
-            role = "node"
-            addr = "127.0.0.3:7000"
-            [[node]]
-            id = "n2"
-            role = "node"
-            addr = "127.0.0.4:7000"
-            [[client]]
-            id = "c1"
-            pops = ["n2", "n1"]
-        "#;
+        let text = crate::fixtures::CHAIN;
         let topology = Topology::parse(text, "t.toml").unwrap().topology;
         let client = topology.client("c1").unwrap();
         assert_eq!(

@@ -795,32 +795,7 @@ mod tests {
     use super::*;
 
     fn write_topology(dir: &Path) {
-        std::fs::write(
-            dir.join("t.toml"),
-            r#"
-links = [["s1", "n1"], ["n1", "n2"]]
-[[node]]
-id = "boot"
-role = "bootstrapper"
-addr = "127.0.0.1:7000"
-[[node]]
-id = "s1"
-role = "server"
-addr = "127.0.0.2:7000"
-[[node]]
-id = "n1"
-role = "node"
-addr = "127.0.0.3:7000"
-[[node]]
-id = "n2"
-role = "node"
-addr = "127.0.0.4:7000"
-[[client]]
-id = "c1"
-pops = ["n2", "n1"]
-"#,
-        )
-        .unwrap();
+        std::fs::write(dir.join("t.toml"), crate::fixtures::CHAIN).unwrap();
     }
 
     fn dir(name: &str) -> PathBuf {

@@ -273,3 +273,59 @@ fn with_two_parents_a_crash_loses_no_packet() {
         }
     }
 }
+
+/// A parent that becomes slower (not dead) is replaced make-before-break: the old parent keeps
+/// sending until the new one delivers, so the switch costs the viewer nothing.
+#[test]
+fn switching_away_from_a_slower_parent_loses_no_packet() {
+    let t = common::topology("diamond.toml");
+    let stream = stream_id("s1", "tv");
+    for seed in seeds(&[1, 2, 3, 4, 5, 6, 7, 8]) {
+        let _hint = ReplayHint::new(seed, "cargo test -p meshcast-sim --test failures");
+        let mut sim = Sim::from_topology(&t, seed, |_| {});
+        let viewers = common::add_viewers(&mut sim, &t);
+        sim.add_source("s1", "tv", PPS);
+        sim.run_for(Duration::from_secs(3));
+        // Only c1 watches, so the other relay does not carry the stream before the switch.
+        sim.client_command(
+            "c1",
+            meshcast_proto::client::ClientCommand::Watch("tv".into()),
+        );
+        sim.run_for(Duration::from_secs(3));
+        let pop = sim.client("c1").selected_pop().expect("a PoP");
+        let pop_name = sim
+            .node_names()
+            .into_iter()
+            .find(|n| sim.addr(n) == pop)
+            .expect("PoP is a node");
+        let node = sim.node(&pop_name);
+        let parent = node
+            .routes()
+            .get(&stream)
+            .and_then(|r| r.upstream)
+            .and_then(|u| node.neighbour_id(u))
+            .expect("a parent")
+            .to_owned();
+        // The parent's link to s1 gets 40 ms slower: after a few rounds the PoP's path
+        // through the other relay is clearly better and it switches.
+        sim.set_latency("s1", &parent, Duration::from_millis(40));
+        sim.run_for(Duration::from_secs(8));
+        let node = sim.node(&pop_name);
+        let now_parent = node
+            .routes()
+            .get(&stream)
+            .and_then(|r| r.upstream)
+            .and_then(|u| node.neighbour_id(u))
+            .expect("a parent")
+            .to_owned();
+        assert_ne!(now_parent, parent, "seed {seed}: {pop_name} did not switch");
+        let r = sim.client("c1").report("tv").expect("watching");
+        assert_eq!(
+            (r.lost_packets, r.continuity_errors, r.seq_gaps),
+            (0, 0, 0),
+            "seed {seed}: the switch from {parent} to {now_parent} cost c1 packets"
+        );
+        assert!(r.stalls.is_empty(), "seed {seed}: {:?}", r.stalls);
+        drop(viewers);
+    }
+}

@@ -127,6 +127,15 @@ const MAX_RETRANSMIT_PER_NACK: usize = 256;
 /// Datagrams kept per stream for retransmission, at most (besides the time window).
 const MAX_BUFFERED: usize = 8192;
 
+/// After a switch made while the old parent still works, how long it keeps sending once the
+/// new parent's first packet arrived (the overlap that makes the switch lossless).
+const DRAIN_OVERLAP: Duration = Duration::from_millis(50);
+/// How long a former parent is kept at most when the new one sends nothing.
+const DRAIN_MAX: Duration = Duration::from_secs(1);
+/// Media from the parent within this long means it still works: switching away from it is
+/// made before break.
+const WORKING_PARENT: Duration = Duration::from_millis(200);
+
 /// How long a neighbour that refused our join (or chose us as parent) is passed over.
 const REJECT_HOLD: Duration = Duration::from_millis(100);
 /// A node forwards requests for the same round of an origin at most this often.
@@ -584,6 +593,9 @@ impl Node {
             if r.secondary == Some(addr) {
                 r.secondary = None;
             }
+            if r.draining.is_some_and(|(d, _)| d == addr) {
+                r.draining = None;
+            }
             if r.upstream == Some(addr) {
                 self.reselect(now, s, true);
             } else if self.config.dual_parent {
@@ -962,8 +974,28 @@ impl Node {
             return;
         };
         let old = route.upstream;
-        let old_set: BTreeSet<SocketAddr> = [old, route.secondary].into_iter().flatten().collect();
-        let new_set: BTreeSet<SocketAddr> = [new, secondary].into_iter().flatten().collect();
+        let mut old_set: BTreeSet<SocketAddr> =
+            [old, route.secondary].into_iter().flatten().collect();
+        let mut new_set: BTreeSet<SocketAddr> = [new, secondary].into_iter().flatten().collect();
+        // A former parent still draining is left now, unless it is chosen again.
+        if let Some((d, _)) = route.draining.take()
+            && !new_set.contains(&d)
+        {
+            old_set.insert(d);
+        }
+        // Switching away from a parent that still delivers: keep it until the new one sends.
+        let working = route
+            .last_media
+            .is_some_and(|t| now.saturating_duration_since(t) < WORKING_PARENT);
+        if let (Some(o), Some(_)) = (old, new)
+            && old != new
+            && working
+            && !new_set.contains(&o)
+            && route.state() == RouteState::Active
+        {
+            route.draining = Some((o, now + DRAIN_MAX));
+            new_set.insert(o);
+        }
         route.upstream = new;
         route.secondary = secondary;
         if old != new {
@@ -1024,8 +1056,9 @@ impl Node {
             && route.last_join.take().is_some()
         {
             let secondary = route.secondary;
+            let draining = route.draining.take().map(|(d, _)| d);
             self.send_reliable(now, up, Message::Leave { stream });
-            if let Some(s) = secondary {
+            for s in [secondary, draining].into_iter().flatten() {
                 self.send_reliable(now, s, Message::Leave { stream });
             }
         }
@@ -1053,6 +1086,14 @@ impl Node {
             } => self.on_route_request(now, Some(from), origin, incarnation, seq),
             Message::Nack { stream, ranges } => self.on_nack(now, from, stream, &ranges),
             Message::Join { stream } => {
+                // A former parent we still drain takes us as its parent: stop draining it now,
+                // or the stream would cross the link both ways.
+                if let Some(r) = self.routes.get_mut(&stream)
+                    && r.draining.is_some_and(|(d, _)| d == from)
+                {
+                    r.draining = None;
+                    self.send_reliable(now, from, Message::Leave { stream });
+                }
                 // Our own parent now takes us as its parent: it can no longer be ours. Refuse,
                 // and choose again without it (it may accept us once it has moved on).
                 if let Some(r) = self.routes.get_mut(&stream)
@@ -1272,7 +1313,10 @@ impl Node {
             self.drops.unknown_stream += 1;
             return;
         };
-        if route.local || (route.upstream != Some(from) && route.secondary != Some(from)) {
+        let draining = route.draining.is_some_and(|(d, _)| d == from);
+        if route.local
+            || (route.upstream != Some(from) && route.secondary != Some(from) && !draining)
+        {
             route.not_from_upstream += 1;
             self.drops.not_from_upstream += 1;
             return;
@@ -1289,6 +1333,12 @@ impl Node {
             return;
         }
         route.media_in += 1;
+        // The new parent delivers: the old one may go after a short overlap.
+        if route.upstream == Some(from)
+            && let Some((d, until)) = route.draining
+        {
+            route.draining = Some((d, until.min(now + DRAIN_OVERLAP)));
+        }
         // Media from the parent proves it still has a path: its offer stays valid even if
         // announcements are being lost on this link.
         let keep = now + self.config.route_timeout;
@@ -1404,6 +1454,14 @@ impl Node {
             self.count_tx(from, payload.len(), true);
             self.transmits.push_back(Transmit { dst: from, payload });
         }
+    }
+
+    /// When the next former parent is to be left.
+    fn next_drain(&self) -> Option<Instant> {
+        self.routes
+            .values()
+            .filter_map(|r| r.draining.map(|(_, until)| until))
+            .min()
     }
 
     /// When the next NACK of any stream is due.
@@ -1836,6 +1894,22 @@ impl Machine for Node {
 
     fn handle_timeout(&mut self, now: Instant) {
         self.init(now);
+        if self.next_drain().is_some_and(|t| now >= t) {
+            let due: Vec<(u32, SocketAddr)> = self
+                .routes
+                .iter_mut()
+                .filter_map(|(s, r)| match r.draining {
+                    Some((d, until)) if until <= now => {
+                        r.draining = None;
+                        Some((*s, d))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for (stream, d) in due {
+                self.send_reliable(now, d, Message::Leave { stream });
+            }
+        }
         if self.next_nack().is_some_and(|t| now >= t) {
             let due: Vec<u32> = self
                 .routes
@@ -1887,6 +1961,7 @@ impl Machine for Node {
             self.next_ping,
             self.next_announce,
             self.next_nack(),
+            self.next_drain(),
         ]
         .into_iter()
         .flatten()

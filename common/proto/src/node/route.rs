@@ -65,6 +65,10 @@ pub struct Route {
     /// In dual-parent mode, a second feasible neighbour that also sends the stream; the
     /// first copy of each packet wins, and it takes over at once if the parent fails.
     pub secondary: Option<SocketAddr>,
+    /// A former parent that still sends after a switch made while it was working (make
+    /// before break), and when we leave it at the latest: its copies fill the moment before
+    /// the new parent's first packets, duplicates are dropped by the window.
+    pub draining: Option<(SocketAddr, Instant)>,
     /// Children and clients, with the instant their join expires.
     pub downstream: BTreeMap<SocketAddr, Instant>,
     /// Neighbours that refused our join (or chose us as their parent), until when.
@@ -133,6 +137,7 @@ impl Route {
             epoch: None,
             upstream: None,
             secondary: None,
+            draining: None,
             downstream: BTreeMap::new(),
             rejected: BTreeMap::new(),
             settle_at: None,
