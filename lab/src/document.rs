@@ -156,6 +156,7 @@ fn label(r: &RunResult) -> String {
     label
 }
 
+/// Whether the run's timeline had a fault: a kill or a cut (how `scenario::Action` displays them).
 fn is_fault_run(r: &RunResult) -> bool {
     r.events
         .iter()

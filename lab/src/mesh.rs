@@ -237,11 +237,7 @@ impl Mesh {
     /// A command for `program`, run in `id`'s namespace when there is one.
     fn command(&self, id: &str, program: &Path) -> Command {
         match self.namespaces.get(id) {
-            Some(ns) => {
-                let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", ns]).arg(program);
-                cmd
-            }
+            Some(ns) => crate::netns::exec_command(ns, program),
             None => Command::new(program),
         }
     }

@@ -276,13 +276,6 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
     }
 }
 
-impl NetPlan {
-    /// Checks the plan without creating anything (no root needed).
-    pub fn validate(&self) -> Result<(), PlanError> {
-        plan::layout(self).map(|_| ())
-    }
-}
-
 /// Contents of `netns.json`.
 #[derive(Debug, Serialize, Deserialize)]
 struct StateFile {
@@ -300,7 +293,6 @@ struct StateFile {
 #[derive(Debug)]
 struct HostState {
     namespace: String,
-    interfaces: Vec<NsInterface>,
     routes: Vec<NsRoute>,
 }
 
@@ -396,7 +388,6 @@ impl Netns {
                     h.name.clone(),
                     HostState {
                         namespace,
-                        interfaces: h.interfaces.clone(),
                         routes: h.routes.clone(),
                     },
                 );
@@ -554,11 +545,6 @@ impl Netns {
         &self.order
     }
 
-    /// The interfaces of `host`, in net order.
-    pub fn interfaces(&self, host: &str) -> Option<&[NsInterface]> {
-        self.hosts.get(host).map(|h| h.interfaces.as_slice())
-    }
-
     /// The static routes installed in `host`, by destination net.
     pub fn routes(&self, host: &str) -> Option<&[NsRoute]> {
         self.hosts.get(host).map(|h| h.routes.as_slice())
@@ -567,10 +553,7 @@ impl Netns {
     /// `ip netns exec <namespace of host> program`: add arguments and spawn it. The child's
     /// PID is `program`'s own (see the module docs).
     pub fn command(&self, host: &str, program: &Path) -> Option<Command> {
-        let ns = self.namespace(host)?;
-        let mut command = Command::new(sys::IP);
-        command.args(["netns", "exec", ns]).arg(program);
-        Some(command)
+        Some(exec_command(self.namespace(host)?, program))
     }
 
     /// Runs `f` on a thread inside `host`'s namespace (see [`in_namespace`]).
@@ -670,6 +653,14 @@ fn write_state(path: &Path, state: &StateFile) -> Result<(), NetnsError> {
     let tmp = path.with_extension("json.tmp");
     fs::write(&tmp, text).map_err(io_err("write", &tmp))?;
     fs::rename(&tmp, path).map_err(io_err("rename into place", path))
+}
+
+/// `ip netns exec NAMESPACE program`: add arguments and spawn it. The child's PID is
+/// `program`'s own (see the module docs).
+pub fn exec_command(namespace: &str, program: &Path) -> Command {
+    let mut command = Command::new(sys::IP);
+    command.args(["netns", "exec", namespace]).arg(program);
+    command
 }
 
 /// Deletes the namespaces listed in `state_dir/netns.json` that still exist (left by a lab

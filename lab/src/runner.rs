@@ -102,7 +102,10 @@ pub fn loopback_placement(topology: Topology) -> Placement {
         .enumerate()
         .filter_map(|(i, client)| {
             let n = u8::try_from(200 + i).ok()?;
-            Some((client.id.clone(), SocketAddr::from(([a, b, c, n], 7600))))
+            Some((
+                client.id.clone(),
+                SocketAddr::from(([a, b, c, n], crate::underlay::CLIENT_PORT)),
+            ))
         })
         .collect();
     Placement {

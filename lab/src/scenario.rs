@@ -39,7 +39,7 @@ use meshcast_topology::{Topology, TopologyError};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::metrics::{Expectation, Metric};
+use crate::metrics::Expectation;
 
 /// A parsed, validated scenario.
 #[derive(Clone, Debug)]
@@ -194,13 +194,6 @@ impl fmt::Display for Action {
                 part(f, "rate_mbit", change.rate_mbit)
             }
         }
-    }
-}
-
-impl Action {
-    /// Whether this event is a fault whose effect on viewers is a repair to measure.
-    pub fn is_fault(&self) -> bool {
-        matches!(self, Action::Kill(_) | Action::Partition { .. })
     }
 }
 
@@ -526,11 +519,6 @@ impl Scenario {
             .iter()
             .map(|c| c.id.as_str())
             .collect()
-    }
-
-    /// Every metric named by the expectations (to make sure the runner measures it).
-    pub fn metrics(&self) -> impl Iterator<Item = Metric> + '_ {
-        self.expect.iter().map(|e| e.metric)
     }
 }
 

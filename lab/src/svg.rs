@@ -869,8 +869,6 @@ pub struct LinePlot {
     title: String,
     x_label: String,
     y_label: String,
-    /// Fixed x range; `None` fits the data with nice ticks.
-    x_range: Option<(f64, f64)>,
     /// Fixed y range (e.g. 0.9..1.0 so continuity differences show); `None` fits the data.
     y_range: Option<(f64, f64)>,
     series: Vec<Series>,
@@ -886,16 +884,9 @@ impl LinePlot {
             title: title.into(),
             x_label: x_label.into(),
             y_label: y_label.into(),
-            x_range: None,
             y_range: None,
             series: Vec::new(),
         }
-    }
-
-    /// Fixes the x axis to `lo..hi`; what lies outside is clipped.
-    pub fn x_range(mut self, lo: f64, hi: f64) -> LinePlot {
-        self.x_range = Some((lo, hi));
-        self
     }
 
     /// Fixes the y axis to `lo..hi`; what lies outside is clipped.
@@ -938,10 +929,7 @@ impl LinePlot {
             [p.y, lo, hi]
         });
         let (y_lo, y_hi) = extent(y_values).unwrap_or((0.0, 1.0));
-        let x_axis = match self.x_range {
-            Some((lo, hi)) => Axis::fixed(lo, hi, 8),
-            None => Axis::covering(x_lo, x_hi, 8),
-        };
+        let x_axis = Axis::covering(x_lo, x_hi, 8);
         let y_axis = match self.y_range {
             Some((lo, hi)) => Axis::fixed(lo, hi, 6),
             None => Axis::covering(y_lo, y_hi, 6),
@@ -1033,8 +1021,6 @@ pub struct BarChart {
     y_label: String,
     categories: Vec<String>,
     series: Vec<BarSeries>,
-    /// Whether each bar carries its value (on by default; off for crowded charts).
-    value_labels: bool,
 }
 
 impl BarChart {
@@ -1049,7 +1035,6 @@ impl BarChart {
             y_label: y_label.into(),
             categories: Vec::new(),
             series: Vec::new(),
-            value_labels: true,
         }
     }
 
@@ -1089,12 +1074,6 @@ impl BarChart {
         self
     }
 
-    /// Turns the value written on top of each bar on or off.
-    pub fn value_labels(mut self, on: bool) -> BarChart {
-        self.value_labels = on;
-        self
-    }
-
     /// Renders the document.
     pub fn to_svg(&self) -> String {
         let n = self.categories.len();
@@ -1107,15 +1086,13 @@ impl BarChart {
             return no_data(&self.title);
         };
         let (mut lo, mut hi) = (lo.min(0.0), hi.max(0.0));
-        if self.value_labels {
-            // Headroom, so a label over the tallest bar stays inside the plot.
-            let span = hi - lo;
-            if hi > 0.0 {
-                hi += span * 0.08;
-            }
-            if lo < 0.0 {
-                lo -= span * 0.08;
-            }
+        // Headroom, so the value written over the tallest bar stays inside the plot.
+        let span = hi - lo;
+        if hi > 0.0 {
+            hi += span * 0.08;
+        }
+        if lo < 0.0 {
+            lo -= span * 0.08;
         }
         let whole = self
             .series
@@ -1155,7 +1132,7 @@ impl BarChart {
                     colour(index),
                 );
                 let label = significant(v, 4);
-                if self.value_labels && text_width(&label, SMALL_FONT) <= bar_width + slot * 0.1 {
+                if text_width(&label, SMALL_FONT) <= bar_width + slot * 0.1 {
                     let label_y = if v >= 0.0 {
                         y - 4.0
                     } else {

@@ -16,13 +16,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use meshcast_topology::Topology;
+use meshcast_topology::{Ipv4Subnet, Topology};
 
 use crate::netns::{self, NetPlan, Netns, NsHost, NsMember, NsNet};
 use crate::runner::Placement;
 
-/// Port clients bind in namespaces (plus their index), so that PoP stats tell them apart.
-const CLIENT_PORT: u16 = 7600;
+/// Port clients bind (plus their index in namespaces), so that PoP stats tell them apart.
+pub const CLIENT_PORT: u16 = 7600;
 
 /// Whether namespaces can be made here (root, iproute2); the error says what is missing.
 pub fn available() -> Result<()> {
@@ -46,7 +46,8 @@ pub fn plan(topology: &Topology) -> Result<(NetPlan, Topology, BTreeMap<String, 
 
 fn underlay_plan(topology: &Topology) -> Result<(NetPlan, Topology, BTreeMap<String, String>)> {
     // A host with two or more interfaces forwards between them, so that a host behind it (n7
-    // behind the server host n4 in CORE's first.imn) reaches the rest of the network.
+    // behind the server host n4 in CORE's first.imn) reaches the rest of the network. (The CORE
+    // export reaches the same goal differently, with host routes to such a host's addresses.)
     let hosts = topology
         .hosts()
         .iter()
@@ -104,23 +105,19 @@ fn off_loopback(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The longest prefix whose subnet holds every address as a host address (not the network or
-/// broadcast address).
+/// The longest prefix (up to /30) whose subnet holds every address as a host address (not the
+/// network or broadcast address).
 fn covering_prefix(ips: &[Ipv4Addr]) -> u8 {
-    let mut prefix = 30u8;
-    while prefix > 0 {
-        let mask = u32::MAX << (32 - u32::from(prefix));
-        let net = u32::from(ips[0]) & mask;
-        let fits = ips.iter().all(|ip| {
-            let v = u32::from(*ip);
-            v & mask == net && v != net && v != net | !mask
-        });
-        if fits {
-            return prefix;
-        }
-        prefix -= 1;
-    }
-    0
+    let Some(first) = ips.first() else {
+        return 0;
+    };
+    (0..=30u8)
+        .rev()
+        .find(|&prefix| {
+            Ipv4Subnet::containing(*first, prefix)
+                .is_ok_and(|net| ips.iter().all(|ip| net.is_host_addr(*ip)))
+        })
+        .unwrap_or(0)
 }
 
 fn lan_plan(topology: &Topology) -> Result<(NetPlan, Topology, BTreeMap<String, String>)> {

@@ -1,7 +1,9 @@
 //! The namespace network engine against the real kernel: forwarding through routers, LANs,
 //! teardown and crash cleanup, rollback of bad plans, rate limits, `ip netns exec`.
-//! Needs root and iproute2; without them every test prints why and passes.
+//! Needs root (without it every test prints why and passes) and iproute2 (without it they fail).
 //! Every address here lives only inside namespaces the test created.
+
+mod common;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -12,15 +14,9 @@ use meshcast_lab::netns::{
     self, NETNS_DIR, NetPlan, Netns, NetnsError, NsHost, NsMember, NsNet, PlanError, STATE_FILE,
 };
 
-/// Whether this machine can run the tests; prints why not.
+/// Whether this machine can run the tests (root); see [`common::netns_ready`].
 fn ready() -> bool {
-    match netns::available() {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            false
-        }
-    }
+    common::netns_ready()
 }
 
 /// A per-test state dir, removed on every path.
@@ -425,10 +421,10 @@ fn a_rate_limit_installs_a_tbf_qdisc_on_each_member() {
     if !ready() {
         return;
     }
-    if Command::new("tc").arg("-V").output().is_err() {
-        eprintln!("skipping: no tc");
-        return;
-    }
+    assert!(
+        Command::new("tc").arg("-V").output().is_ok(),
+        "tc is missing: install iproute2"
+    );
     let dir = TempDir::new("rate");
     let mut plan = three_in_a_row(true);
     plan.nets[1].rate_mbit = Some(5.0);
@@ -477,16 +473,12 @@ fn a_command_runs_the_program_itself_inside_the_host_namespace() {
     command.arg("30").stdin(Stdio::null());
     let child = ChildGuard(command.spawn().expect("spawn"));
     let pid = child.0.id();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut comm = String::new();
-    while Instant::now() < deadline {
-        comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == "sleep" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(comm.trim(), "sleep", "PID {pid} never became the program");
+    let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    meshcast_lab::procs::wait_for(
+        || comm().trim() == "sleep",
+        Instant::now() + Duration::from_secs(5),
+    );
+    assert_eq!(comm().trim(), "sleep", "PID {pid} never became the program");
     use std::os::unix::fs::MetadataExt;
     let inside = std::fs::metadata(format!("/proc/{pid}/ns/net")).expect("ns of child");
     let wanted = std::fs::metadata(Path::new(NETNS_DIR).join(net.namespace("h2").expect("ns")))

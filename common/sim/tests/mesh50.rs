@@ -59,7 +59,6 @@ fn fifty_node_overlay_delivers_one_copy_per_link_to_every_viewer() {
             "seed {seed}: a link carried a packet twice"
         );
 
-        let now = sim.now();
         let mut worst = 1.0f64;
         for v in &viewers {
             let mut r = sim.client(v).report("tv").expect("watching");
@@ -94,7 +93,6 @@ fn fifty_node_overlay_delivers_one_copy_per_link_to_every_viewer() {
                 "seed {seed}: {v} stalled: {:?}",
                 r.stalls
             );
-            let _ = now;
         }
         let control: u64 = sim.counters.control.values().sum();
         eprintln!(

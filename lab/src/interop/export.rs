@@ -32,7 +32,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use meshcast_topology::{
-    ClientSpec, HostSpec, Ipv4Subnet, LinkAttrs, NetMember, NetSpec, NodeSpec, Role, Topology,
+    HostSpec, Ipv4Subnet, LinkAttrs, NetMember, NetSpec, NodeSpec, Role, Topology,
 };
 
 use super::{Draft, InvalidDraft};
@@ -315,17 +315,6 @@ fn process_argv(
         var("topology"),
     ]);
     argv
-}
-
-/// A client's PoP addresses, comma-separated.
-fn client_pops(topology: &Topology, client: &ClientSpec) -> String {
-    client
-        .pops
-        .iter()
-        .filter_map(|pop| topology.node(pop))
-        .map(|node| node.addr.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -630,7 +619,7 @@ fn start_script(
                 script,
                 "# client {}: meshcast-client --pops {} --watch {}",
                 client.id,
-                client_pops(topology, client),
+                crate::mesh::client_pops(topology, client),
                 sh_word(&brace_safe(watch))
             );
         }
@@ -927,7 +916,7 @@ pub fn to_mininet(topology: &Topology) -> Result<MininetExport, ExportError> {
             "meshcast-client".to_owned(),
             "--headless".to_owned(),
             "--pops".to_owned(),
-            client_pops(&full, client),
+            crate::mesh::client_pops(&full, client),
             "--watch".to_owned(),
             format_escape(watch),
         ];

@@ -92,3 +92,66 @@ pub fn dump(run: &meshcast_lab::procs::RunDir, ids: &[&str], lines: usize) -> St
         .map(|id| format!("--- {id} log\n{}\n", tail(&run.log_file(id), lines)))
         .collect()
 }
+
+/// Whether the namespace tests can run: `false` (they are skipped) only when not root. Any
+/// other reason (iproute2 missing, a namespace that cannot be made) fails the test: on CI,
+/// which runs as root, namespace tests must never pass by skipping.
+pub fn netns_ready() -> bool {
+    match meshcast_lab::netns::available() {
+        Ok(()) => true,
+        Err(meshcast_lab::netns::NetnsError::NotRoot) => {
+            eprintln!("skipped: network namespaces need root");
+            false
+        }
+        Err(e) => panic!("network namespaces are unusable here: {e}"),
+    }
+}
+
+/// The namespaces of a lab run that still exist: those whose names carry one of the run tags
+/// found in the run's recorded command lines (`ip netns exec mc<TAG>-<host>`), the switch
+/// namespace and routers included. Panics if the run started nothing in a namespace.
+pub fn namespaces_left(run: &Path) -> Vec<String> {
+    let pids = std::fs::read_to_string(run.join("pids.json")).unwrap_or_default();
+    let mut tags: Vec<String> = pids
+        .split('"')
+        .filter(|w| w.starts_with("mc") && w.contains('-'))
+        .map(|w| w.split('-').next().unwrap_or_default().to_owned())
+        .collect();
+    tags.sort();
+    tags.dedup();
+    assert!(
+        !tags.is_empty(),
+        "no namespace in the command lines of {}",
+        run.display()
+    );
+    let present: Vec<String> = std::fs::read_dir(meshcast_lab::netns::NETNS_DIR)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    present
+        .into_iter()
+        .filter(|n| {
+            tags.iter()
+                .any(|t| n == t || n.starts_with(&format!("{t}-")))
+        })
+        .collect()
+}
+
+/// `ffmpeg -v error -xerror` on a recording: `Err` with FFmpeg's complaint unless it decodes
+/// cleanly.
+pub fn decodes_cleanly(recording: &Path) -> Result<(), String> {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-xerror", "-i"])
+        .arg(recording)
+        .args(["-f", "null", "-"])
+        .output()
+        .map_err(|e| format!("cannot run ffmpeg: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
